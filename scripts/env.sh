@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create (or refresh) the pinned Python 3.11 environment in .venv from requirements.lock.
+# Idempotent: does nothing when .venv already matches the lock file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PY="$candidate"; break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "error: ferops needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+
+stamp=.venv/.ferops-lock
+if [ -x .venv/bin/python ] && cmp -s requirements.lock "$stamp" 2>/dev/null; then
+  exit 0
+fi
+echo "==> creating .venv with $("$PY" --version) from requirements.lock (about 2-3 minutes)"
+"$PY" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+cp requirements.lock "$stamp"
+echo "==> environment ready: source .venv/bin/activate"

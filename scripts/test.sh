@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Run the whole test suite (what CI runs). Extra arguments go to pytest.
+# On a machine without ../shared/data (FER2013/FER+), add: -m "not fer2013"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/env.sh
+source .venv/bin/activate
+ruff check src tests benchmarks pipelines serving
+python -m pytest "$@"

@@ -1,0 +1,209 @@
+"""The one reader of params.yaml: parses it into frozen dataclasses and checks it.
+
+Every other module takes these dataclasses (or plain arguments) and never opens
+params.yaml itself, so a typo in a key fails here, once, with the key's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferops.labels import CANONICAL
+
+DEFAULT_PARAMS = Path("params.yaml")
+SOURCE_KINDS = ("folder", "fer2013", "ferplus")
+FACE_MODES = ("crop", "detect", "auto")
+SPLITS = ("train", "val", "test")
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ClassesConfig:
+    names: tuple[str, ...] = CANONICAL[:7]
+    merge: dict[str, str] = field(default_factory=dict)
+    others: str = "fail"
+
+
+@dataclass(frozen=True)
+class FacesConfig:
+    size: int = 48
+    margin: float = 0.15
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+    min_face: int = 24
+    detect_max_side: int = 640
+    crop_max_side: int = 128
+    max_pixels: int = 40_000_000
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str
+    path: str
+    faces: str = "auto"
+    optional: bool = False
+    votes: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    sources: tuple[str, ...] = ("demo", "incoming")
+    catalog: dict[str, SourceConfig] = field(default_factory=dict)
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    leakage: str = "keep_eval"
+    protect_splits: tuple[str, ...] = ("test",)
+    ferplus_min_share: float = 0.5
+
+    def selected(self) -> list[SourceConfig]:
+        """The configured sources, in the order they are read."""
+        return [self.catalog[name] for name in self.sources]
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    required_splits: tuple[str, ...] = SPLITS
+    min_per_class: int = 10
+    min_side: int = 16
+    min_std: float = 3.0
+    mean_range: tuple[float, float] = (15.0, 240.0)
+    mean_range_mostly: float = 0.99
+    max_quarantine_fraction: float = 0.05
+    max_imbalance: float = 20.0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    multiplier: int = 2
+    flip: float = 0.5
+    rotate_deg: float = 10.0
+    shift: float = 0.08
+    zoom: float = 0.1
+    brightness: float = 0.15
+    contrast: float = 0.2
+    cutout: float = 0.3
+    cutout_frac: float = 0.25
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    class_weights: str = "balanced"
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 42
+    classes: ClassesConfig = field(default_factory=ClassesConfig)
+    faces: FacesConfig = field(default_factory=FacesConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and check params.yaml; raise ConfigError naming the offending key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found (run from the project root or pass --params)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_params(raw)
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    """Build Params from a parsed YAML mapping (unknown keys are errors, not ignored)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("params must be a mapping at the top level")
+    sections = {
+        "classes": ClassesConfig, "faces": FacesConfig, "validate": ValidateConfig,
+        "augment": AugmentConfig, "encode": EncodeConfig,
+    }
+    _reject_unknown(raw, {"seed", "ingest", *sections}, "params")
+    built = {name: _build(cls, raw.get(name) or {}, name) for name, cls in sections.items()}
+    params = Params(seed=int(raw.get("seed", 42)), ingest=_build_ingest(raw.get("ingest") or {}),
+                    **built)
+    _check(params)
+    return params
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    _reject_unknown(values, set(names), where)
+    kwargs = {}
+    for key, value in values.items():
+        default = names[key].default
+        # YAML lists become tuples so the dataclasses stay hashable and immutable.
+        if isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _build_ingest(values: dict[str, Any]) -> IngestConfig:
+    values = dict(values)
+    catalog = {}
+    for name, spec in (values.pop("catalog", None) or {}).items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"ingest.catalog.{name} must be a mapping")
+        catalog[name] = _build(SourceConfig, {"name": name, **spec}, f"ingest.catalog.{name}")
+    config = _build(IngestConfig, values, "ingest")
+    return dataclasses.replace(config, catalog=catalog)
+
+
+def _reject_unknown(values: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(known))})")
+
+
+def _check(p: Params) -> None:
+    names = p.classes.names
+    bad = [n for n in (*names, *p.classes.merge, *p.classes.merge.values()) if n not in CANONICAL]
+    if bad:
+        raise ConfigError(f"classes: unknown label(s) {bad}; labels are {list(CANONICAL)}")
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise ConfigError(f"classes.names needs at least two distinct labels, got {list(names)}")
+    if any(target not in names for target in p.classes.merge.values()):
+        raise ConfigError("classes.merge must map onto labels listed in classes.names")
+    if p.classes.others not in ("fail", "drop"):
+        raise ConfigError("classes.others must be 'fail' or 'drop'")
+    missing = [s for s in p.ingest.sources if s not in p.ingest.catalog]
+    if missing:
+        raise ConfigError(f"ingest.sources names {missing}, not in ingest.catalog "
+                          f"({', '.join(p.ingest.catalog)})")
+    for src in p.ingest.catalog.values():
+        if src.kind not in SOURCE_KINDS:
+            raise ConfigError(f"ingest.catalog.{src.name}.kind must be one of {SOURCE_KINDS}")
+        if src.faces not in FACE_MODES:
+            raise ConfigError(f"ingest.catalog.{src.name}.faces must be one of {FACE_MODES}")
+        if src.kind == "ferplus" and not src.votes:
+            raise ConfigError(f"ingest.catalog.{src.name}: kind ferplus needs 'votes'")
+    if p.ingest.leakage not in ("keep_eval", "fail"):
+        raise ConfigError("ingest.leakage must be 'keep_eval' or 'fail'")
+    if any(s not in SPLITS for s in p.ingest.protect_splits):
+        raise ConfigError(f"ingest.protect_splits must be among {SPLITS}")
+    if not 0 <= p.ingest.val_fraction < 1 or not 0 <= p.ingest.test_fraction < 1:
+        raise ConfigError("ingest.val_fraction and ingest.test_fraction must be in [0, 1)")
+    if p.augment.multiplier < 1:
+        raise ConfigError("augment.multiplier must be >= 1")
+    if p.encode.class_weights not in ("balanced", "none"):
+        raise ConfigError("encode.class_weights must be 'balanced' or 'none'")
+    if any(s not in SPLITS for s in p.validate.required_splits):
+        raise ConfigError(f"validate.required_splits must be among {SPLITS}")

@@ -1,0 +1,121 @@
+"""Stage 5, encode: labels -> the configured class set, integer ids, label map, class weights.
+
+Outputs (artifacts/dataset/):
+  x_<split>.npy (N, S, S, 1) uint8 and y_<split>.npy (N,) int64 for train, val, test
+  label_map.json      classes in id order, merges, and the input spec; travels with the model
+  class_weights.json  {class: weight}, balanced on the training split
+  summary.json        counts per split and class, and how many rows were dropped and why
+
+    python -m ferops.data.encode [--in artifacts/augment] [--out artifacts/dataset]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ferops.config import SPLITS, ClassesConfig, FacesConfig, load_params
+from ferops.data.arrays import load_arrays
+from ferops.errors import DataError
+from ferops.stage import run_stage, stage_parser
+
+log = logging.getLogger(__name__)
+
+
+def map_labels(labels: pd.Series, classes: ClassesConfig) -> np.ndarray:
+    """Canonical labels -> class ids (-1 for labels dropped by classes.others: drop)."""
+    index = {name: i for i, name in enumerate(classes.names)}
+    mapped = labels.map(lambda lab: index.get(classes.merge.get(lab, lab), -1)).to_numpy()
+    unknown = sorted(set(labels[mapped < 0]))
+    if unknown and classes.others == "fail":
+        raise DataError(f"labels {unknown} are not in classes.names {list(classes.names)} "
+                        "nor classes.merge; add a merge or set classes.others: drop")
+    return mapped.astype(np.int64)
+
+
+def compute_class_weights(y: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
+    """balanced: n / (k * n_c), so every class carries the same total weight in the loss."""
+    if mode == "none":
+        return np.ones(n_classes)
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    if (counts == 0).any():
+        missing = np.flatnonzero(counts == 0).tolist()
+        raise DataError(f"class ids {missing} have no training images: cannot weight them")
+    return len(y) / (n_classes * counts)
+
+
+def build_label_map(classes: ClassesConfig, faces: FacesConfig) -> dict:
+    """Everything a consumer needs to turn a face into model input and an output into a label."""
+    return {
+        "classes": list(classes.names),
+        "merge": dict(classes.merge),
+        "input": {"height": faces.size, "width": faces.size, "channels": 1, "dtype": "uint8",
+                  "value_range": [0, 255], "scaling": "inside the model (x / 255)",
+                  "color": "grayscale (ITU-R 601 luma)"},
+        "faces": {"margin": faces.margin, "detector": "opencv haarcascade_frontalface_default"},
+    }
+
+
+def encode(images: np.ndarray, meta: pd.DataFrame, classes: ClassesConfig, weights_mode: str
+           ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, dict]:
+    """-> ({split: (x (N, S, S, 1) uint8, y (N,) int64)}, class weights (K,), summary)."""
+    ids = map_labels(meta["label"], classes)
+    keep = ids >= 0
+    dropped = meta.loc[~keep, "label"].value_counts()
+    splits = {}
+    for split in SPLITS:
+        rows = np.flatnonzero(keep & (meta["split"].to_numpy() == split))
+        splits[split] = (images[rows][..., None], ids[rows])
+    weights = compute_class_weights(splits["train"][1], len(classes.names), weights_mode)
+    summary = {
+        "counts": {s: {c: int((y == i).sum()) for i, c in enumerate(classes.names)}
+                   for s, (_, y) in splits.items()},
+        "n_augmented_train": int(meta.loc[keep, "augmented"].sum()) if "augmented" in meta else 0,
+        "dropped_by_label": {str(k): int(v) for k, v in dropped.items()},
+    }
+    return splits, weights, summary
+
+
+def write_dataset(out: Path, splits: dict, weights: np.ndarray, label_map: dict,
+                  summary: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for split, (x, y) in splits.items():
+        for name, arr in ((f"x_{split}", x), (f"y_{split}", y)):
+            with open(out / f"{name}.npy.tmp", "wb") as fh:
+                np.save(fh, arr)
+            (out / f"{name}.npy.tmp").replace(out / f"{name}.npy")
+    classes = label_map["classes"]
+    files = {"label_map.json": label_map, "summary.json": summary,
+             "class_weights.json": {c: round(float(w), 6) for c, w in zip(classes, weights,
+                                                                          strict=True)}}
+    for name, obj in files.items():
+        (out / name).write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("ferops encode", "Map labels onto the class set; write training arrays.")
+    parser.add_argument("--in", dest="src", type=Path, default=Path("artifacts/augment"))
+    parser.add_argument("--out", type=Path, default=Path("artifacts/dataset"))
+
+    def body(args) -> None:
+        params = load_params(args.params)
+        images, meta = load_arrays(args.src)
+        splits, weights, summary = encode(images, meta, params.classes,
+                                          params.encode.class_weights)
+        write_dataset(args.out, splits, weights, build_label_map(params.classes, params.faces),
+                      summary)
+        log.info("encoded %s over %d classes -> %s",
+                 ", ".join(f"{s}={len(y)}" for s, (_, y) in splits.items()),
+                 len(params.classes.names), args.out)
+        if summary["dropped_by_label"]:
+            log.warning("dropped (classes.others: drop): %s", summary["dropped_by_label"])
+
+    return run_stage(body, parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

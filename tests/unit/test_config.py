@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ferops.config import ConfigError, load_params, parse_params
+from tests.conftest import PROJECT
+
+
+def test_project_params_load_and_select_sources():
+    params = load_params(PROJECT / "params.yaml")
+    assert params.classes.names[:3] == ("angry", "disgust", "fear")
+    assert [s.name for s in params.ingest.selected()] == list(params.ingest.sources)
+    assert params.faces.size == 48
+
+
+def test_unknown_key_is_named():
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["augment"]["flipp"] = 0.5
+    with pytest.raises(ConfigError, match="flipp"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"classes": {"names": ["happy", "joyful"]}}, "unknown label"),
+    ({"classes": {"names": ["happy", "sad"], "merge": {"angry": "fear"}}}, "merge"),
+    ({"ingest": {"sources": ["nope"]}}, "not in ingest.catalog"),
+    ({"augment": {"multiplier": 0}}, "multiplier"),
+])
+def test_inconsistent_params_fail_clearly(patch, message):
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    for section, values in patch.items():
+        raw[section] = {**raw[section], **values}
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)
+
+
+def test_missing_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "params.yaml")
