@@ -100,6 +100,38 @@ class EncodeConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    profile: str = "demo"
+    arch: str = "vgg"
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    convs: int = 2
+    dense: int = 256
+    dropout: float = 0.4
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float = 0.002
+    weight_decay: float = 0.0001
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.1
+    patience: int = 10
+    balance: str = "class_weights"   # class_weights | none
+    aug_flip: bool = True
+    aug_rotate_deg: float = 10.0
+    aug_shift: float = 0.1
+    aug_zoom: float = 0.1
+    aug_erase: float = 0.5
+    checkpoint_every: int = 100      # batches between crash-resume checkpoints (0: epoch ends only)
+    mixed_precision: str = "auto"    # auto: on when a GPU is present | on | off
+    max_train_images: int = 0        # 0: all; >0: a seeded subset (quick runs and tests)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    flip_tta: bool = True   # also report test accuracy with horizontal-flip TTA (labelled)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     classes: ClassesConfig = field(default_factory=ClassesConfig)
@@ -108,6 +140,8 @@ class Params:
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
@@ -128,11 +162,12 @@ def parse_params(raw: dict[str, Any]) -> Params:
         raise ConfigError("params must be a mapping at the top level")
     sections = {
         "classes": ClassesConfig, "faces": FacesConfig, "validate": ValidateConfig,
-        "augment": AugmentConfig, "encode": EncodeConfig,
+        "augment": AugmentConfig, "encode": EncodeConfig, "evaluate": EvaluateConfig,
     }
-    _reject_unknown(raw, {"seed", "ingest", *sections}, "params")
+    _reject_unknown(raw, {"seed", "ingest", "train", "train_profiles", *sections}, "params")
     built = {name: _build(cls, raw.get(name) or {}, name) for name, cls in sections.items()}
     params = Params(seed=int(raw.get("seed", 42)), ingest=_build_ingest(raw.get("ingest") or {}),
+                    train=_build_train(raw.get("train") or {}, raw.get("train_profiles") or {}),
                     **built)
     _check(params)
     return params
@@ -164,6 +199,16 @@ def _build_ingest(values: dict[str, Any]) -> IngestConfig:
         catalog[name] = _build(SourceConfig, {"name": name, **spec}, f"ingest.catalog.{name}")
     config = _build(IngestConfig, values, "ingest")
     return dataclasses.replace(config, catalog=catalog)
+
+
+def _build_train(values: dict[str, Any], profiles: dict[str, Any]) -> TrainConfig:
+    """train_profiles[train.profile] under the explicit train keys (explicit keys win)."""
+    name = values.get("profile", TrainConfig.profile)
+    if name not in profiles:
+        raise ConfigError(f"train.profile '{name}' is not in train_profiles "
+                          f"({', '.join(profiles) or 'none defined'})")
+    return _build(TrainConfig, {**(profiles[name] or {}), **values, "profile": name},
+                  f"train_profiles.{name} / train")
 
 
 def _reject_unknown(values: dict[str, Any], known: set[str], where: str) -> None:
@@ -205,5 +250,11 @@ def _check(p: Params) -> None:
         raise ConfigError("augment.multiplier must be >= 1")
     if p.encode.class_weights not in ("balanced", "none"):
         raise ConfigError("encode.class_weights must be 'balanced' or 'none'")
+    if p.train.arch not in ("vgg", "resnet") or p.train.optimizer not in ("adamw", "sgd"):
+        raise ConfigError("train.arch must be vgg|resnet and train.optimizer adamw|sgd")
+    if p.train.balance not in ("class_weights", "none"):
+        raise ConfigError("train.balance must be 'class_weights' or 'none'")
+    if p.train.mixed_precision not in ("auto", "on", "off"):
+        raise ConfigError("train.mixed_precision must be auto, on or off")
     if any(s not in SPLITS for s in p.validate.required_splits):
         raise ConfigError(f"validate.required_splits must be among {SPLITS}")

@@ -202,8 +202,12 @@ def main(argv: list[str] | None = None) -> int:
                  "%s -> %s", report["n_kept"], report["n_quarantined"],
                  report["n_duplicates_removed"], report["n_leakage_removed"],
                  f", {report['n_pending']} pending" if report["n_pending"] else "", args.out)
-        for reason, n in report["quarantine_reasons"].items():
+        reasons = list(report["quarantine_reasons"].items())
+        for reason, n in reasons[:5]:
             log.warning("quarantined %d: %s", n, reason)
+        if len(reasons) > 5:
+            log.warning("... %d more kinds of reason: see %s", len(reasons) - 5,
+                        args.out / "quarantine.csv")
 
     return run_stage(body, parser, argv)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +29,6 @@ class SourceRead:
 
 
 def rel_path(path: Path, root: Path) -> str:
-    """path relative to the project root when it is inside it (stable across machines)."""
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    """path relative to the project root (stable across machines and checkouts)."""
+    # abspath, not resolve(): a symlinked dataset keeps its name inside the project
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()

@@ -1,0 +1,68 @@
+"""Crash-safe training checkpoints: resume after SIGKILL from the last saved state.
+
+Keras' BackupAndRestore saves model weights only; this saves the whole model (weights and
+optimizer state, so the learning-rate schedule continues where it was) plus a small JSON
+state, both atomically (temp file, then rename), every N batches and at every epoch end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+
+MODEL_FILE, STATE_FILE = "resume.keras", "resume.json"
+
+
+def save_atomic_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class ResumeCheckpoint(keras.callbacks.Callback):
+    """Saves (model, epoch, history) every `every_batches` batches and at each epoch end."""
+
+    def __init__(self, directory: Path, every_batches: int = 0):
+        super().__init__()
+        self.directory = Path(directory)
+        self.every_batches = every_batches
+        self.history: list[dict] = []
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_batches and (batch + 1) % self.every_batches == 0:
+            # Mid-epoch: a resume restarts this epoch with these weights and optimizer state.
+            self._save(next_epoch=self._epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        self._save(next_epoch=epoch + 1)
+
+    def _save(self, next_epoch: int) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f"tmp-{MODEL_FILE}"
+        self.model.save(tmp)
+        os.replace(tmp, self.directory / MODEL_FILE)
+        save_atomic_json(self.directory / STATE_FILE,
+                         {"next_epoch": next_epoch, "history": self.history})
+
+
+def load_resume(directory: Path) -> tuple[keras.Model, int, list[dict]] | None:
+    """(model, next epoch, history so far) from a previous interrupted run, or None."""
+    directory = Path(directory)
+    model_path, state_path = directory / MODEL_FILE, directory / STATE_FILE
+    if not (model_path.is_file() and state_path.is_file()):
+        return None
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    return keras.models.load_model(model_path), int(state["next_epoch"]), state["history"]
+
+
+def clear_resume(directory: Path) -> None:
+    for name in (MODEL_FILE, STATE_FILE):
+        (Path(directory) / name).unlink(missing_ok=True)

@@ -1,0 +1,83 @@
+"""Keras model builders. Imports keras only: no data loading, no MLflow, no training loop.
+
+Every model takes (N, S, S, 1) pixels in [0, 255] (uint8 or float) and scales them itself, so
+training, evaluation and serving feed exactly the same arrays. Outputs are logits (N, K).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def _conv_bn(x, filters: int, stride: int = 1, name: str = ""):
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                      kernel_initializer="he_normal", name=f"{name}conv")(x)
+    x = layers.BatchNormalization(name=f"{name}bn")(x)
+    return layers.Activation("relu", name=f"{name}relu")(x)
+
+
+def build_vgg(n_classes: int, size: int, widths: tuple[int, ...], convs: int, dense: int,
+              dropout: float) -> keras.Model:
+    """VGG-style: per block `convs` x (conv3x3-BN-ReLU), 2x2 max-pool; flatten; dense head.
+
+    Flatten, not global pooling: where a feature is (brows above eyes, mouth below) is the
+    signal in expression recognition, and pooling it away made training far slower here.
+    """
+    inputs = keras.Input((size, size, 1), name="pixels")
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)  # the one place scaling happens
+    for b, width in enumerate(widths):
+        for c in range(convs):
+            x = _conv_bn(x, width, name=f"b{b}c{c}_")
+        x = layers.MaxPooling2D(name=f"b{b}_pool")(x)
+        x = layers.SpatialDropout2D(dropout / 4, name=f"b{b}_drop")(x) if dropout else x
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(dense, use_bias=False, name="fc")(x)
+    x = layers.BatchNormalization(name="fc_bn")(x)
+    x = layers.Activation("relu", name="fc_relu")(x)
+    x = layers.Dropout(dropout, name="fc_drop")(x)
+    outputs = layers.Dense(n_classes, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, outputs, name="ferops_vgg")
+
+
+def _res_block(x, filters: int, stride: int, name: str):
+    shortcut = x
+    y = _conv_bn(x, filters, stride, name=f"{name}a_")
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
+                      name=f"{name}b_conv")(y)
+    y = layers.BatchNormalization(name=f"{name}b_bn")(y)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False,
+                                 name=f"{name}proj")(shortcut)
+        shortcut = layers.BatchNormalization(name=f"{name}proj_bn")(shortcut)
+    y = layers.Add(name=f"{name}add")([y, shortcut])
+    return layers.Activation("relu", name=f"{name}out")(y)
+
+
+def build_resnet(n_classes: int, size: int, widths: tuple[int, ...], convs: int, dense: int,
+                 dropout: float) -> keras.Model:
+    """A small ResNet: a stem, then per width `convs` residual blocks, stride 2 between widths."""
+    inputs = keras.Input((size, size, 1), name="pixels")
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    x = _conv_bn(x, widths[0], name="stem_")
+    for s, width in enumerate(widths):
+        for b in range(convs):
+            x = _res_block(x, width, 2 if (b == 0 and s > 0) else 1, name=f"s{s}b{b}_")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="fc_drop")(x)
+    if dense:
+        x = layers.Dense(dense, activation="relu", name="fc")(x)
+        x = layers.Dropout(dropout, name="fc_drop2")(x)
+    outputs = layers.Dense(n_classes, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, outputs, name="ferops_resnet")
+
+
+BUILDERS = {"vgg": build_vgg, "resnet": build_resnet}
+
+
+def build_model(arch: str, n_classes: int, size: int, widths: tuple[int, ...], convs: int,
+                dense: int, dropout: float) -> keras.Model:
+    """Build one of BUILDERS by name."""
+    if arch not in BUILDERS:
+        raise ValueError(f"unknown architecture '{arch}' (choose from {', '.join(BUILDERS)})")
+    return BUILDERS[arch](n_classes, size, tuple(widths), convs, dense, dropout)

@@ -1,0 +1,98 @@
+"""tf.data input pipelines: cached uint8 arrays, batched on-line augmentation, prefetch.
+
+No per-image Python: augmentation runs as batched TensorFlow ops inside the graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclass(frozen=True)
+class OnlineAugment:
+    flip: bool = True
+    rotate_deg: float = 10.0
+    shift: float = 0.1
+    zoom: float = 0.1
+    erase: float = 0.5      # probability of random erasing one patch per image
+    erase_frac: float = 0.3  # max patch side as a fraction of the image side
+
+
+def _affine_batch(x: tf.Tensor, cfg: OnlineAugment, seed: tf.Tensor) -> tf.Tensor:
+    """Random rotation, zoom and shift of a (B, S, S, 1) float batch, one transform per image."""
+    b, side = tf.shape(x)[0], tf.cast(tf.shape(x)[1], tf.float32)
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    angle = tf.random.stateless_uniform([b], seeds[0], -1.0, 1.0) * cfg.rotate_deg * math.pi / 180
+    scale = 1.0 + tf.random.stateless_uniform([b], seeds[1], -cfg.zoom, cfg.zoom)
+    shift = tf.random.stateless_uniform([b, 2], seeds[2], -cfg.shift, cfg.shift) * side
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    c = (side - 1.0) / 2.0
+    # Output pixel (x, y) samples input at A @ ([x, y] - c) + c - shift (inverse mapping).
+    tx = c - cos * c + sin * c - shift[:, 0]
+    ty = c - sin * c - cos * c - shift[:, 1]
+    transforms = tf.stack([cos, -sin, tx, sin, cos, ty, tf.zeros([b]), tf.zeros([b])], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=transforms, output_shape=tf.shape(x)[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+
+
+def _erase_batch(x: tf.Tensor, cfg: OnlineAugment, seed: tf.Tensor) -> tf.Tensor:
+    """Random erasing: each image loses one random rectangle (filled with its mean) w.p. erase."""
+    b, side = tf.shape(x)[0], tf.shape(x)[1]
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    sidef = tf.cast(side, tf.float32)
+    size = tf.random.stateless_uniform([b, 2], seeds[0], 0.1, cfg.erase_frac) * sidef
+    centre = tf.random.stateless_uniform([b, 2], seeds[1], 0.0, 1.0) * sidef
+    apply = tf.random.stateless_uniform([b], seeds[2]) < cfg.erase
+    grid = tf.cast(tf.range(side), tf.float32)
+    in_y = tf.abs(grid[None, :] - centre[:, :1]) < size[:, :1] / 2  # (B, S)
+    in_x = tf.abs(grid[None, :] - centre[:, 1:]) < size[:, 1:] / 2
+    mask = tf.logical_and(in_y[:, :, None], in_x[:, None, :])
+    mask = tf.logical_and(mask, apply[:, None, None])[..., None]  # (B, S, S, 1)
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    return tf.where(mask, mean, x)
+
+
+def augment_batch(x: tf.Tensor, cfg: OnlineAugment, seed: tf.Tensor) -> tf.Tensor:
+    """(B, S, S, 1) float pixels in [0, 255] -> augmented batch, same shape and range."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    if cfg.flip:
+        flip = tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 1], seeds[0]) < 0.5
+        x = tf.where(flip, tf.reverse(x, axis=[2]), x)
+    if cfg.rotate_deg or cfg.shift or cfg.zoom:
+        x = _affine_batch(x, cfg, seeds[1])
+    if cfg.erase:
+        x = _erase_batch(x, cfg, seeds[2])
+    return tf.clip_by_value(x, 0.0, 255.0)
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, n_classes: int, batch_size: int, *,
+                 training: bool, seed: int, augment: OnlineAugment | None = None,
+                 class_weights: np.ndarray | None = None) -> tf.data.Dataset:
+    """(N, S, S, 1) uint8, (N,) int -> batches of (float pixels, one-hot[, sample weight]).
+
+    Training batches are shuffled (reshuffled each epoch, seeded) and augmented; evaluation
+    batches keep the array order. Pixels stay in [0, 255]: the model scales them.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=False)
+    weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
+
+    def to_model(xb, yb):
+        xf = tf.cast(xb, tf.float32)
+        if training and augment is not None:
+            # A per-batch seed from a counter keeps the run reproducible.
+            step_seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32, seed=seed)
+            xf = augment_batch(xf, augment, step_seed)
+        onehot = tf.one_hot(yb, n_classes)
+        if weights is not None and training:
+            return xf, onehot, tf.gather(weights, yb)
+        return xf, onehot
+
+    return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

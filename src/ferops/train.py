@@ -1,0 +1,164 @@
+"""Stage 6, train: a Keras CNN on artifacts/dataset, selected on the val split.
+
+Resumable: a run killed at any point (even SIGKILL mid-epoch) continues from its last
+checkpoint when rerun with the same command. Uses every GPU present (MirroredStrategy,
+mixed precision) and the CPU otherwise; the same command on both.
+
+    python -m ferops.train [--data artifacts/dataset] [--out artifacts/model]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ferops.config import TrainConfig, load_params
+from ferops.stage import run_stage, stage_parser
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    model: object            # keras.Model with the best val weights
+    history: list[dict]      # one dict per epoch: loss, accuracy, val_loss, val_accuracy, lr
+    best_epoch: int
+    seconds: float
+    device: str
+
+
+def load_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    return np.load(data_dir / f"x_{split}.npy"), np.load(data_dir / f"y_{split}.npy")
+
+
+def pick_strategy(mixed_precision: str):
+    """(strategy, device description): MirroredStrategy over all GPUs, else the default (CPU)."""
+    import keras
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if mixed_precision == "on" or (mixed_precision == "auto" and gpus):
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if not gpus else "mixed_float16")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy(), f"{len(gpus)} GPUs (MirroredStrategy)"
+    if gpus:
+        return tf.distribute.get_strategy(), f"1 GPU ({gpus[0].name})"
+    return tf.distribute.get_strategy(), "CPU"
+
+
+def subsample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random subset of n rows (n <= 0 or >= len: everything), order kept."""
+    if n <= 0 or n >= len(x):
+        return x, y
+    take = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
+    return x[take], y[take]
+
+
+def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(cfg.warmup_epochs * steps_per_epoch, total // 2)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.lr / 10, decay_steps=total - warmup, alpha=0.01,
+        warmup_target=cfg.lr, warmup_steps=warmup)
+    if cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
+                                   weight_decay=cfg.weight_decay)
+    else:
+        opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+    model.compile(optimizer=opt,
+                  loss=keras.losses.CategoricalCrossentropy(
+                      from_logits=True, label_smoothing=cfg.label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    return model
+
+
+def train_model(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path,
+                class_names: list[str]) -> TrainResult:
+    """Train on train, select the epoch with the best val accuracy; resume if work_dir has state."""
+    import keras
+
+    from ferops.checkpoint import ResumeCheckpoint, clear_resume, load_resume
+    from ferops.model import build_model
+    from ferops.tfdata import OnlineAugment, make_dataset
+
+    keras.utils.set_random_seed(seed)
+    strategy, device = pick_strategy(cfg.mixed_precision)
+    x_train, y_train = subsample(*load_split(data_dir, "train"), cfg.max_train_images, seed)
+    x_val, y_val = load_split(data_dir, "val")
+    n_classes = len(class_names)
+    weights = None
+    if cfg.balance == "class_weights":
+        raw = json.loads((data_dir / "class_weights.json").read_text(encoding="utf-8"))
+        weights = np.array([raw[c] for c in class_names], dtype=np.float32)
+    aug = OnlineAugment(flip=cfg.aug_flip, rotate_deg=cfg.aug_rotate_deg, shift=cfg.aug_shift,
+                        zoom=cfg.aug_zoom, erase=cfg.aug_erase)
+    train_ds = make_dataset(x_train, y_train, n_classes, cfg.batch_size, training=True,
+                            seed=seed, augment=aug, class_weights=weights)
+    val_ds = make_dataset(x_val, y_val, n_classes, cfg.batch_size, training=False, seed=seed)
+    steps = int(np.ceil(len(x_train) / cfg.batch_size))
+    resume_dir, best_path = work_dir / "resume", work_dir / "best.keras"
+    resumed = load_resume(resume_dir)
+    with strategy.scope():
+        if resumed:
+            model, initial_epoch, history = resumed
+            log.info("resuming from %s at epoch %d", resume_dir, initial_epoch + 1)
+        else:
+            model = build_model(cfg.arch, n_classes, x_train.shape[1], cfg.widths, cfg.convs,
+                                cfg.dense, cfg.dropout)
+            compile_model(model, cfg, steps)
+            initial_epoch, history = 0, []
+    resume_cb = ResumeCheckpoint(resume_dir, cfg.checkpoint_every)
+    resume_cb.history = list(history)
+    callbacks = [
+        resume_cb,
+        keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", mode="max",
+                                        save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                      patience=cfg.patience),
+        keras.callbacks.CSVLogger(str(work_dir / "history.csv"), append=bool(resumed)),
+    ]
+    start = time.perf_counter()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+              callbacks=callbacks, verbose=2)
+    history = resume_cb.history
+    best_epoch = int(np.argmax([h["val_accuracy"] for h in history])) if history else 0
+    best = keras.models.load_model(best_path) if best_path.exists() else model
+    clear_resume(resume_dir)
+    return TrainResult(best, history, best_epoch, time.perf_counter() - start, device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("ferops train", "Train the CNN on artifacts/dataset (resumable).")
+    parser.add_argument("--data", type=Path, default=Path("artifacts/dataset"))
+    parser.add_argument("--out", type=Path, default=Path("artifacts/model"))
+    parser.add_argument("--work", type=Path, default=Path("artifacts/work"),
+                        help="checkpoints for crash-resume (kept until the run completes)")
+
+    def body(args) -> None:
+        params = load_params(args.params)
+        label_map = json.loads((args.data / "label_map.json").read_text(encoding="utf-8"))
+        result = train_model(args.data, params.train, params.seed, args.work,
+                             label_map["classes"])
+        args.out.mkdir(parents=True, exist_ok=True)
+        result.model.save(args.out / "model.keras")
+        (args.out / "label_map.json").write_text(json.dumps(label_map, indent=2) + "\n")
+        summary = {"best_epoch": result.best_epoch + 1, "epochs_run": len(result.history),
+                   "val_accuracy": result.history[result.best_epoch]["val_accuracy"]
+                   if result.history else None,
+                   "train_seconds": round(result.seconds, 1), "device": result.device,
+                   "parameters": int(result.model.count_params()), "history": result.history}
+        (args.out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log.info("best epoch %d: val accuracy %.4f (%s, %.0f s)", summary["best_epoch"],
+                 summary["val_accuracy"] or 0, result.device, result.seconds)
+
+    return run_stage(body, parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
