@@ -204,6 +204,8 @@ def _build_ingest(values: dict[str, Any]) -> IngestConfig:
 def _build_train(values: dict[str, Any], profiles: dict[str, Any]) -> TrainConfig:
     """train_profiles[train.profile] under the explicit train keys (explicit keys win)."""
     name = values.get("profile", TrainConfig.profile)
+    if not profiles and "profile" not in values:
+        return _build(TrainConfig, values, "train")  # no presets at all: plain defaults
     if name not in profiles:
         raise ConfigError(f"train.profile '{name}' is not in train_profiles "
                           f"({', '.join(profiles) or 'none defined'})")

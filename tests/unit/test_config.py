@@ -38,3 +38,14 @@ def test_inconsistent_params_fail_clearly(patch, message):
 def test_missing_file(tmp_path: Path):
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_train_profile_is_merged_under_explicit_keys():
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["train"] = {"profile": "cpu", "epochs": 3}
+    train = parse_params(raw).train
+    assert train.profile == "cpu" and train.epochs == 3
+    assert train.widths == tuple(raw["train_profiles"]["cpu"]["widths"])
+    raw["train"] = {"profile": "tpu"}
+    with pytest.raises(ConfigError, match="train.profile 'tpu'"):
+        parse_params(raw)
