@@ -9,4 +9,6 @@ source .venv/bin/activate
 # The demo data lives in the project's own local DVC remote (dvc-remote/): no network needed.
 dvc pull --quiet data.dvc
 dvc repro "$@"
+# Promote the new model if it passes the gate (the first one becomes @champion).
+ferops promote
 dvc status

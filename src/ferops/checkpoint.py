@@ -25,9 +25,10 @@ def save_atomic_json(path: Path, obj: dict) -> None:
 class ResumeCheckpoint(keras.callbacks.Callback):
     """Saves (model, epoch, history) every `every_batches` batches and at each epoch end."""
 
-    def __init__(self, directory: Path, every_batches: int = 0):
+    def __init__(self, directory: Path, every_batches: int = 0, fingerprint: str = ""):
         super().__init__()
         self.directory = Path(directory)
+        self.fingerprint = fingerprint
         self.every_batches = every_batches
         self.history: list[dict] = []
         self._epoch = 0
@@ -50,16 +51,25 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self.model.save(tmp)
         os.replace(tmp, self.directory / MODEL_FILE)
         save_atomic_json(self.directory / STATE_FILE,
-                         {"next_epoch": next_epoch, "history": self.history})
+                         {"next_epoch": next_epoch, "history": self.history,
+                          "fingerprint": self.fingerprint})
 
 
-def load_resume(directory: Path) -> tuple[keras.Model, int, list[dict]] | None:
-    """(model, next epoch, history so far) from a previous interrupted run, or None."""
+def load_resume(directory: Path, fingerprint: str = ""
+                ) -> tuple[keras.Model, int, list[dict]] | None:
+    """(model, next epoch, history so far) from an interrupted run of the same config, or None.
+
+    A checkpoint from a different configuration or dataset (another fingerprint) is stale:
+    it is deleted rather than resumed.
+    """
     directory = Path(directory)
     model_path, state_path = directory / MODEL_FILE, directory / STATE_FILE
     if not (model_path.is_file() and state_path.is_file()):
         return None
     state = json.loads(state_path.read_text(encoding="utf-8"))
+    if state.get("fingerprint", "") != fingerprint:
+        clear_resume(directory)
+        return None
     return keras.models.load_model(model_path), int(state["next_epoch"]), state["history"]
 
 

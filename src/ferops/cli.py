@@ -17,6 +17,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("ferops.data.preprocess", "make every validated image a 48x48 gray face"),
     "augment": ("ferops.data.augment", "seeded offline augmentation of the training split"),
     "encode": ("ferops.data.encode", "map labels onto the class set; write training arrays"),
+    "train": ("ferops.train", "train the CNN on artifacts/dataset (resumable)"),
+    "evaluate": ("ferops.evaluate", "score the model: accuracy, macro-F1, confusion, calibration"),
+    "register": ("ferops.register", "log the run to MLflow and register it as @challenger"),
+    "promote": ("ferops.gate:promote_main", "promote @challenger if it beats @champion"),
+    "rollback": ("ferops.gate:rollback_main", "restore @previous as @champion"),
 }
 
 
@@ -42,8 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] not in COMMANDS:
         print(f"ferops: unknown command '{args[0]}'\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[args[0]][0])
-    return int(module.main(args[1:]) or 0)
+    module_name, _, func = COMMANDS[args[0]][0].partition(":")
+    entry = getattr(importlib.import_module(module_name), func or "main")
+    return int(entry(args[1:]) or 0)
 
 
 if __name__ == "__main__":

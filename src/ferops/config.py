@@ -132,6 +132,15 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class RegistryConfig:
+    model_name: str = "ferops-emotion"
+    metric: str = "accuracy"        # accuracy | macro_f1: what promotion compares
+    margin: float = 0.002           # the challenger must beat the champion by at least this
+    floor: float = 0.3              # and score at least this, on the current test set
+    experiment: str = "ferops"
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     classes: ClassesConfig = field(default_factory=ClassesConfig)
@@ -142,6 +151,7 @@ class Params:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
@@ -163,6 +173,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
     sections = {
         "classes": ClassesConfig, "faces": FacesConfig, "validate": ValidateConfig,
         "augment": AugmentConfig, "encode": EncodeConfig, "evaluate": EvaluateConfig,
+        "registry": RegistryConfig,
     }
     _reject_unknown(raw, {"seed", "ingest", "train", "train_profiles", *sections}, "params")
     built = {name: _build(cls, raw.get(name) or {}, name) for name, cls in sections.items()}
@@ -254,6 +265,8 @@ def _check(p: Params) -> None:
         raise ConfigError("encode.class_weights must be 'balanced' or 'none'")
     if p.train.arch not in ("vgg", "resnet") or p.train.optimizer not in ("adamw", "sgd"):
         raise ConfigError("train.arch must be vgg|resnet and train.optimizer adamw|sgd")
+    if p.registry.metric not in ("accuracy", "macro_f1"):
+        raise ConfigError("registry.metric must be 'accuracy' or 'macro_f1'")
     if p.train.balance not in ("class_weights", "none"):
         raise ConfigError("train.balance must be 'class_weights' or 'none'")
     if p.train.mixed_precision not in ("auto", "on", "off"):

@@ -9,6 +9,8 @@ mixed precision) and the CPU otherwise; the same command on both.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -58,6 +60,14 @@ def subsample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarr
     return x[take], y[take]
 
 
+def run_fingerprint(cfg: TrainConfig, seed: int, x: np.ndarray, y: np.ndarray) -> str:
+    """Identifies (config, seed, training data): only a matching checkpoint is resumed."""
+    h = hashlib.sha256(repr((dataclasses.asdict(cfg), seed)).encode())
+    h.update(np.ascontiguousarray(x).data)
+    h.update(np.ascontiguousarray(y).data)
+    return h.hexdigest()
+
+
 def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
     import keras
     total = max(1, cfg.epochs * steps_per_epoch)
@@ -102,7 +112,8 @@ def train_model(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path,
     val_ds = make_dataset(x_val, y_val, n_classes, cfg.batch_size, training=False, seed=seed)
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     resume_dir, best_path = work_dir / "resume", work_dir / "best.keras"
-    resumed = load_resume(resume_dir)
+    fingerprint = run_fingerprint(cfg, seed, x_train, y_train)
+    resumed = load_resume(resume_dir, fingerprint)
     with strategy.scope():
         if resumed:
             model, initial_epoch, history = resumed
@@ -112,12 +123,15 @@ def train_model(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path,
                                 cfg.dense, cfg.dropout)
             compile_model(model, cfg, steps)
             initial_epoch, history = 0, []
-    resume_cb = ResumeCheckpoint(resume_dir, cfg.checkpoint_every)
+            best_path.unlink(missing_ok=True)  # a stale best of some other run
+    resume_cb = ResumeCheckpoint(resume_dir, cfg.checkpoint_every, fingerprint)
     resume_cb.history = list(history)
     callbacks = [
         resume_cb,
-        keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", mode="max",
-                                        save_best_only=True),
+        # After a resume the best-so-far survives: a worse epoch must not replace it.
+        keras.callbacks.ModelCheckpoint(
+            best_path, monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=max((h["val_accuracy"] for h in history), default=None)),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                       patience=cfg.patience),
         keras.callbacks.CSVLogger(str(work_dir / "history.csv"), append=bool(resumed)),
@@ -130,7 +144,17 @@ def train_model(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path,
     best_epoch = int(np.argmax([h["val_accuracy"] for h in history])) if history else 0
     best = keras.models.load_model(best_path) if best_path.exists() else model
     clear_resume(resume_dir)
+    best_path.unlink(missing_ok=True)  # the next run starts its own selection
     return TrainResult(best, history, best_epoch, time.perf_counter() - start, device)
+
+
+def write_history_csv(path: Path, history: list[dict]) -> None:
+    """Per-epoch metrics for `dvc plots` (epochs numbered from 1)."""
+    keys = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    lines = ["epoch," + ",".join(keys)]
+    lines += [f"{h['epoch'] + 1}," + ",".join(f"{h.get(k, float('nan')):.6f}" for k in keys)
+              for h in history]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         result.model.save(args.out / "model.keras")
         (args.out / "label_map.json").write_text(json.dumps(label_map, indent=2) + "\n")
+        write_history_csv(args.out / "history.csv", result.history)
         summary = {"best_epoch": result.best_epoch + 1, "epochs_run": len(result.history),
                    "val_accuracy": result.history[result.best_epoch]["val_accuracy"]
                    if result.history else None,

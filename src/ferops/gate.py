@@ -1,0 +1,64 @@
+"""`ferops promote` and `ferops rollback`: the champion/challenger gate from the command line.
+
+    ferops promote   # re-score @challenger and @champion on the current test split
+    ferops rollback  # @champion <- @previous
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ferops.config import load_params
+from ferops.stage import run_stage, stage_parser
+
+log = logging.getLogger(__name__)
+
+
+def print_decision(decision, out: Path | None) -> None:
+    from dataclasses import asdict
+    text = json.dumps(asdict(decision), indent=2)
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+
+
+def promote_main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("ferops promote",
+                          "Promote @challenger to @champion only if it beats it on the "
+                          "current test split by the configured margin and floor.")
+    parser.add_argument("--data", type=Path, default=Path("artifacts/dataset"))
+    parser.add_argument("--no-export", action="store_true",
+                        help="do not import the new champion into the BentoML model store")
+    parser.add_argument("--out", type=Path, default=Path("artifacts/registry/decision.json"))
+
+    def body(args) -> None:
+        from ferops import registry
+        cfg = load_params(args.params).registry
+        x, y = np.load(args.data / "x_test.npy"), np.load(args.data / "y_test.npy")
+        decision = registry.promote(cfg.model_name, x, y, cfg.metric, cfg.margin, cfg.floor)
+        print_decision(decision, args.out)
+        if decision.action == "promoted" and not args.no_export:
+            tag = registry.export_bento(cfg.model_name, decision.challenger).tag
+            log.info("exported version %s to BentoML as %s", decision.challenger, tag)
+
+    return run_stage(body, parser, argv)
+
+
+def rollback_main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("ferops rollback", "Restore @previous as @champion in one step.")
+    parser.add_argument("--no-export", action="store_true")
+
+    def body(args) -> None:
+        from ferops import registry
+        cfg = load_params(args.params).registry
+        decision = registry.rollback(cfg.model_name)
+        print_decision(decision, None)
+        if not args.no_export:
+            registry.export_bento(cfg.model_name, decision.champion)
+
+    return run_stage(body, parser, argv)

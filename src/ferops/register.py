@@ -1,0 +1,111 @@
+"""Stage 8, register: log the run to MLflow and register the model as @challenger.
+
+Logs params, per-epoch metrics, evaluation metrics, plots and reports, the label map, a
+generated model card, the data version (data.dvc and dvc.lock hashes) and the git commit.
+
+    python -m ferops.register [--model artifacts/model] [--eval artifacts/eval]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from ferops.config import Params, load_params
+from ferops.stage import run_stage, stage_parser
+
+log = logging.getLogger(__name__)
+
+
+def data_version(root: Path) -> dict[str, str]:
+    """The raw data's DVC hash and a hash of dvc.lock (every stage's inputs and outputs)."""
+    out = {}
+    dvc_file = root / "data.dvc"
+    if dvc_file.is_file():
+        out["data_md5"] = str(yaml.safe_load(dvc_file.read_text())["outs"][0]["md5"])
+    lock = root / "dvc.lock"
+    if lock.is_file():
+        out["dvc_lock_sha256"] = hashlib.sha256(lock.read_bytes()).hexdigest()
+    return out
+
+
+def git_commit(root: Path) -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def model_card(params: Params, train: dict, metrics: dict, label_map: dict, tags: dict) -> str:
+    """A short markdown card that travels with the model."""
+    rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
+    return f"""# ferops emotion model
+
+- classes: {", ".join(label_map["classes"])}
+- input: {label_map["input"]["height"]}x{label_map["input"]["width"]} grayscale uint8, \
+scaled inside the model; faces cropped by {label_map["faces"]["detector"]}
+- architecture: {params.train.arch} {list(params.train.widths)}, \
+{train.get("parameters", "?")} parameters, profile `{params.train.profile}`
+- trained on: {train.get("device")}, {train.get("train_seconds")} s, best epoch \
+{train.get("best_epoch")} of {train.get("epochs_run")} (selected on val)
+- data: {tags.get("data_md5", "?")} (data.dvc), sources {list(params.ingest.sources)}
+- code: git {tags.get("git_commit", "?")}
+
+| metric | value |
+|---|---|
+{rows}
+
+Selected on the val split; test figures are reported, never tuned on. Demo-data models say
+nothing about real faces.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("ferops register", "Log the run to MLflow; register as @challenger.")
+    parser.add_argument("--model", type=Path, default=Path("artifacts/model"))
+    parser.add_argument("--eval", dest="eval_dir", type=Path, default=Path("artifacts/eval"))
+    parser.add_argument("--out", type=Path, default=Path("artifacts/registry"))
+
+    def body(args) -> None:
+        import keras
+
+        from ferops import registry
+        params = load_params(args.params)
+        root = Path(args.params).resolve().parent
+        label_map = json.loads((args.model / "label_map.json").read_text())
+        train = json.loads((args.model / "train.json").read_text())
+        metrics = json.loads((args.eval_dir / "metrics.json").read_text())
+        tags = {"git_commit": git_commit(root), **data_version(root),
+                "profile": params.train.profile, "device": str(train.get("device")),
+                "sources": ",".join(params.ingest.sources)}
+        args.out.mkdir(parents=True, exist_ok=True)
+        card = args.out / "model_card.md"
+        card.write_text(model_card(params, train, metrics, label_map, tags))
+        flat = {f"train.{k}": v for k, v in dataclasses.asdict(params.train).items()}
+        flat |= {"classes": label_map["classes"], "seed": params.seed}
+        run_id, version = registry.log_and_register(
+            keras.models.load_model(args.model / "model.keras"), params.registry.model_name,
+            label_map, flat, train.get("history", []), metrics,
+            [card, args.eval_dir, args.model / "label_map.json", args.model / "train.json"],
+            tags, params.registry.experiment)
+        (args.out / "registered.json").write_text(json.dumps(
+            {"model_name": params.registry.model_name, "version": version, "run_id": run_id,
+             **tags}, indent=2) + "\n")
+        log.info("registered %s version %s as @challenger (run %s)",
+                 params.registry.model_name, version, run_id)
+
+    return run_stage(body, parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
