@@ -76,7 +76,7 @@ def test_new_faces_in_the_drop_folder_reach_the_next_repro(clone: Path):
     assert report["n_kept"] == before + 3
     assert report["per_source"]["incoming"] == {"read": 4, "accepted": 3, "quarantined": 1}
     run(["dvc", "add", "-q", "data"], clone)  # version the new raw data
-    assert "up to date" in run(["dvc", "status"], clone).stdout.lower()
+    assert "up to date" in run(["dvc", "status", "data.dvc", *DATA_STAGES], clone).stdout.lower()
 
 
 def test_bad_data_stops_the_pipeline_with_the_file_named(clone: Path):
@@ -94,3 +94,23 @@ def test_bad_data_stops_the_pipeline_with_the_file_named(clone: Path):
     stray.unlink()  # the fix: remove the stray file; the rerun works
     run(["dvc", "repro", "encode"], clone)
     assert json.loads((clone / "artifacts/validate/summary.json").read_text())["success"]
+
+
+def test_full_repro_trains_evaluates_registers_and_reports(clone: Path, tmp_path: Path):
+    params = clone / "params.yaml"
+    params.write_text(params.read_text().replace("train:\n  profile: demo",
+                                                 "train:\n  profile: demo\n  epochs: 2"))
+    env_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    os.environ["MLFLOW_TRACKING_URI"] = env_uri  # run() passes os.environ on
+    try:
+        run(["dvc", "repro"], clone)
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], clone).stdout)
+    values = next(iter(metrics.values()))["data"]["artifacts/eval/metrics.json"]["data"]
+    assert 0.0 <= values["test_accuracy"] <= 1.0 and "test_tta_flip_accuracy" in values
+    registered = json.loads((clone / "artifacts/registry/registered.json").read_text())
+    assert registered["version"] == "1" and registered["git_commit"]
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], clone)
+    assert (tmp_path / "plots/index.html").stat().st_size > 1000
+    assert "up to date" in run(["dvc", "status"], clone).stdout.lower()
