@@ -26,11 +26,21 @@ class RegistryError(FeropsError):
     """The registry is unreachable or lacks the model/alias asked for."""
 
 
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
 def connect(uri: str | None = None):
     """An MlflowClient on uri, $MLFLOW_TRACKING_URI, or the local sqlite store."""
     import mlflow
-    mlflow.set_tracking_uri(uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
+    mlflow.set_tracking_uri(uri or tracking_uri())
     return mlflow.MlflowClient()
+
+
+def explain_failure(exc: Exception) -> RegistryError:
+    """MLflow or network errors -> one clear message (the CLI prints it, exit code 2)."""
+    return RegistryError(f"MLflow at {tracking_uri()} failed: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:300] if str(exc) else ''}")
 
 
 def log_and_register(model, name: str, label_map: dict, params: dict, history: list[dict],
@@ -79,8 +89,10 @@ def alias_version(client, name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise  # an unreachable server is not "no such alias"
 
 
 def load_version(name: str, version: str):

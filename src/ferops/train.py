@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,8 +139,9 @@ def train_model(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path,
     ]
     start = time.perf_counter()
     work_dir.mkdir(parents=True, exist_ok=True)
+    # A progress bar on a terminal; one line per epoch in logs (dvc repro, CI).
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-              callbacks=callbacks, verbose=2)
+              callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
     history = resume_cb.history
     best_epoch = int(np.argmax([h["val_accuracy"] for h in history])) if history else 0
     best = keras.models.load_model(best_path) if best_path.exists() else model

@@ -285,3 +285,12 @@ def test_against_a_real_mlflow_server(tmp_path: Path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_unreachable_mlflow_is_one_clear_error(project: Path, env: dict):
+    bad = {**env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    proc = ferops(["rollback"], project, bad, check=False)
+    assert proc.returncode == 2
+    assert f"MLflow at {bad['MLFLOW_TRACKING_URI']} failed" in proc.stderr
+    assert "Traceback" not in proc.stderr
