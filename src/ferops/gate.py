@@ -43,13 +43,9 @@ def promote_main(argv: list[str] | None = None) -> int:
         if not (args.data / "x_test.npy").is_file():
             raise FeropsError(f"{args.data}/x_test.npy not found: run `dvc repro` first")
         x, y = np.load(args.data / "x_test.npy"), np.load(args.data / "y_test.npy")
-        try:
+        with registry.reporting_failures():
             decision = registry.promote(cfg.model_name, x, y, cfg.metric, cfg.margin,
                                         cfg.floor)
-        except FeropsError:
-            raise
-        except Exception as exc:  # MLflow down, network, corrupt store: say so plainly
-            raise registry.explain_failure(exc) from exc
         print_decision(decision, args.out)
         if decision.action == "promoted" and not args.no_export:
             tag = registry.export_bento(cfg.model_name, decision.challenger).tag
@@ -64,14 +60,9 @@ def rollback_main(argv: list[str] | None = None) -> int:
 
     def body(args) -> None:
         from ferops import registry
-        from ferops.errors import FeropsError
         cfg = load_params(args.params).registry
-        try:
+        with registry.reporting_failures():
             decision = registry.rollback(cfg.model_name)
-        except FeropsError:
-            raise
-        except Exception as exc:
-            raise registry.explain_failure(exc) from exc
         print_decision(decision, None)
         if not args.no_export:
             registry.export_bento(cfg.model_name, decision.champion)

@@ -94,13 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         flat = {f"train.{k}": v for k, v in dataclasses.asdict(params.train).items()}
         flat |= {"classes": label_map["classes"], "seed": params.seed}
         model = keras.models.load_model(args.model / "model.keras")
-        try:
+        with registry.reporting_failures():
             run_id, version = registry.log_and_register(
                 model, params.registry.model_name, label_map, flat, train.get("history", []),
                 metrics, [card, args.eval_dir, args.model / "label_map.json",
                           args.model / "train.json"], tags, params.registry.experiment)
-        except Exception as exc:  # MLflow down or misconfigured: a clear one-line error
-            raise registry.explain_failure(exc) from exc
         (args.out / "registered.json").write_text(json.dumps(
             {"model_name": params.registry.model_name, "version": version, "run_id": run_id,
              **tags}, indent=2) + "\n")

@@ -7,6 +7,7 @@ numbers and the decision are written as model-version tags and returned to the c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -37,10 +38,17 @@ def connect(uri: str | None = None):
     return mlflow.MlflowClient()
 
 
-def explain_failure(exc: Exception) -> RegistryError:
-    """MLflow or network errors -> one clear message (the CLI prints it, exit code 2)."""
-    return RegistryError(f"MLflow at {tracking_uri()} failed: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:300] if str(exc) else ''}")
+@contextlib.contextmanager
+def reporting_failures():
+    """Turn MLflow, network or store errors into one RegistryError the CLI prints (exit 2)."""
+    try:
+        yield
+    except FeropsError:
+        raise
+    except Exception as exc:  # MLflow down, network, corrupt store: say so plainly
+        detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise RegistryError(f"MLflow at {tracking_uri()} failed: {type(exc).__name__}: "
+                            f"{detail}") from exc
 
 
 def log_and_register(model, name: str, label_map: dict, params: dict, history: list[dict],

@@ -142,8 +142,9 @@ def easy_task() -> tuple[np.ndarray, np.ndarray]:
     return np.clip(x, 0, 255).astype(np.uint8), y
 
 
+@pytest.fixture(scope="module")
 def small_models():
-    """(untrained, trained) real Keras models for the easy task."""
+    """(untrained, trained) real Keras models for the easy task, trained once per module."""
     import keras
 
     from ferops.model import build_model
@@ -156,11 +157,11 @@ def small_models():
     return untrained, trained
 
 
-def test_gate_worse_tie_and_floor(env: dict):
+def test_gate_worse_tie_and_floor(env: dict, small_models):
     from ferops import registry
     name = "ferops-gate"
     x, y = easy_task()
-    untrained, trained = small_models()
+    untrained, trained = small_models
     champion = register_model(trained, env, "champion", name)
     assert registry.promote(name, x, y, "accuracy", 0.002, 0.5).action == "promoted"
     best = registry.score(trained, x, y, "accuracy")
@@ -191,12 +192,12 @@ def test_gate_worse_tie_and_floor(env: dict):
     assert registry.alias_version(c, name, "champion") == champion
 
 
-def test_promote_then_rollback_in_one_step(env: dict):
+def test_promote_then_rollback_in_one_step(env: dict, small_models):
     from ferops import registry
     from ferops.errors import FeropsError
     name = "ferops-rollback"
     x, y = easy_task()
-    untrained, trained = small_models()
+    untrained, trained = small_models
     weak = register_model(untrained, env, "weak", name)
     assert registry.promote(name, x, y, "accuracy", 0.002, 0.0).action == "promoted"
     strong = register_model(trained, env, "strong", name)
