@@ -141,6 +141,43 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    host: str = "127.0.0.1"
+    port: int = 3000
+    bento_model: str = "ferops-emotion"  # BentoML model store name the champion is exported to
+    max_crops: int = 64               # face crops per /classify request
+    max_faces: int = 20               # faces reported per /analyze request (largest first)
+    max_body_mb: float = 8.0          # larger request bodies get 413
+    batch_max_size: int = 128         # adaptive batching: most crops in one model call
+    batch_max_latency_ms: int = 20    # and the longest a request waits to be batched
+    reload_poll_s: float = 10.0       # how often the service looks for a new champion (0: off)
+    api_key_env: str = "FEROPS_API_KEY"  # auth is on when this environment variable is set
+    record_stats: bool = False        # opt-in: log prediction statistics (never images)
+    stats_path: str = "artifacts/monitoring/predictions.jsonl"
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    service_url: str = "http://127.0.0.1:3000"
+    drop_folder: str = "data/incoming"   # labeled faces go to <drop_folder>/<label>/
+    timeout_s: float = 2.0               # per HTTP request
+    max_inflight: int = 4                # classify requests in flight at once
+    detect_every: int = 1                # run the face detector on every n-th frame
+    consent_file: str = "~/.config/ferops/labeling-consent"
+
+
+@dataclass(frozen=True)
+class PipelinesConfig:
+    retrain_cron: str = "0 3 * * 0"      # scheduled retraining (cron, UTC)
+    min_new_faces: int = 20              # new labeled faces that trigger a retraining run
+    watch_interval_s: int = 60           # how often the watcher looks at the drop folder
+    drift_window: int = 500              # recent predictions compared with the reference
+    drift_threshold: float = 0.2         # total-variation distance of label distributions
+    confidence_drop: float = 0.15        # alert when mean confidence falls this much
+    drift_action: str = "alert"          # alert | retrain
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     classes: ClassesConfig = field(default_factory=ClassesConfig)
@@ -152,6 +189,9 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    pipelines: PipelinesConfig = field(default_factory=PipelinesConfig)
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
@@ -173,7 +213,8 @@ def parse_params(raw: dict[str, Any]) -> Params:
     sections = {
         "classes": ClassesConfig, "faces": FacesConfig, "validate": ValidateConfig,
         "augment": AugmentConfig, "encode": EncodeConfig, "evaluate": EvaluateConfig,
-        "registry": RegistryConfig,
+        "registry": RegistryConfig, "serving": ServingConfig, "camera": CameraConfig,
+        "pipelines": PipelinesConfig,
     }
     _reject_unknown(raw, {"seed", "ingest", "train", "train_profiles", *sections}, "params")
     built = {name: _build(cls, raw.get(name) or {}, name) for name, cls in sections.items()}
@@ -271,5 +312,9 @@ def _check(p: Params) -> None:
         raise ConfigError("train.balance must be 'class_weights' or 'none'")
     if p.train.mixed_precision not in ("auto", "on", "off"):
         raise ConfigError("train.mixed_precision must be auto, on or off")
+    if p.pipelines.drift_action not in ("alert", "retrain"):
+        raise ConfigError("pipelines.drift_action must be 'alert' or 'retrain'")
+    if min(p.serving.max_crops, p.serving.max_faces, p.serving.batch_max_size) < 1:
+        raise ConfigError("serving.max_crops, max_faces and batch_max_size must be >= 1")
     if any(s not in SPLITS for s in p.validate.required_splits):
         raise ConfigError(f"validate.required_splits must be among {SPLITS}")
