@@ -15,7 +15,13 @@ fi
 [ -n "$PY" ] || { echo "error: ferops needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 
 stamp=.venv/.ferops-lock
-if [ -x .venv/bin/python ] && cmp -s requirements.lock "$stamp" 2>/dev/null; then
+# The stamp covers pyproject.toml too: a new console script needs the editable reinstall.
+if [ -x .venv/bin/python ] && cat requirements.lock pyproject.toml | cmp -s - "$stamp" 2>/dev/null; then
+  exit 0
+fi
+if [ -x .venv/bin/python ] && cmp -s requirements.lock <(head -c "$(wc -c < requirements.lock)" "$stamp") 2>/dev/null; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  cat requirements.lock pyproject.toml > "$stamp"
   exit 0
 fi
 echo "==> creating .venv with $("$PY" --version) from requirements.lock (about 2-3 minutes)"
@@ -23,5 +29,5 @@ echo "==> creating .venv with $("$PY" --version) from requirements.lock (about 2
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
-cp requirements.lock "$stamp"
+cat requirements.lock pyproject.toml > "$stamp"
 echo "==> environment ready: source .venv/bin/activate"

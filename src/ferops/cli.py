@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "register": ("ferops.register", "log the run to MLflow and register it as @challenger"),
     "promote": ("ferops.gate:promote_main", "promote @challenger if it beats @champion"),
     "rollback": ("ferops.gate:rollback_main", "restore @previous as @champion"),
+    "serve": ("ferops.serve", "serve the champion over HTTP (BentoML, serving/service.py)"),
+    "camera": ("ferops.camera.cli", "live emotions from a camera or video through the service"),
 }
 
 

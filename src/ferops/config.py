@@ -149,7 +149,7 @@ class ServingConfig:
     max_faces: int = 20               # faces reported per /analyze request (largest first)
     max_body_mb: float = 8.0          # larger request bodies get 413
     batch_max_size: int = 128         # adaptive batching: most crops in one model call
-    batch_max_latency_ms: int = 20    # and the longest a request waits to be batched
+    batch_max_latency_ms: int = 1000  # queue deadline: past it BentoML sheds load with 503
     reload_poll_s: float = 10.0       # how often the service looks for a new champion (0: off)
     api_key_env: str = "FEROPS_API_KEY"  # auth is on when this environment variable is set
     record_stats: bool = False        # opt-in: log prediction statistics (never images)
@@ -163,6 +163,8 @@ class CameraConfig:
     timeout_s: float = 2.0               # per HTTP request
     max_inflight: int = 4                # classify requests in flight at once
     detect_every: int = 1                # run the face detector on every n-th frame
+    detect_max_side: int = 320           # frames are downscaled to this for detection (speed)
+    scale_factor: float = 1.15           # Haar pyramid step for live video (coarser = faster)
     consent_file: str = "~/.config/ferops/labeling-consent"
 
 

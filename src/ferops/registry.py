@@ -192,13 +192,25 @@ def rollback(name: str) -> Decision:
 
 
 def export_bento(name: str, version: str, bento_name: str | None = None):
-    """Import a registered version into the BentoML model store, with its label map."""
+    """Import a registered version into the BentoML model store, self-describing for the service.
+
+    The service serves the newest model of `bento_name` in the store, so promote and rollback
+    both export: whichever ran last is what the service loads (hot swap picks it up).
+    """
     import bentoml
     client = connect()
     mv = client.get_model_version(name, version)
+    run = client.get_run(mv.run_id)
     label_map = json.loads(mv.tags.get("label_map", "{}"))
+    metrics = {k: round(v, 6) for k, v in run.data.metrics.items()
+               if k.startswith(("test_", "val_", "temperature"))}
+    trained_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.info.start_time / 1000))
+    data_version = {k: v for k, v in mv.tags.items() if k.startswith(("data_", "dvc_lock"))}
     return bentoml.mlflow.import_model(
         bento_name or name, f"models:/{name}/{version}",
         labels={"registry_version": str(version)},
         metadata={"registry_name": name, "registry_version": str(version),
-                  "label_map": label_map, "run_id": mv.run_id})
+                  "label_map": label_map, "run_id": mv.run_id, "metrics": metrics,
+                  "trained_at": trained_at, "data_version": data_version,
+                  "git_commit": mv.tags.get("git_commit", ""),
+                  "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})

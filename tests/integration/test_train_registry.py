@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,29 +19,12 @@ import pytest
 import yaml
 
 from ferops.config import ClassesConfig, FacesConfig
-from ferops.data.demo import CLASSES, render_face
-from ferops.data.encode import build_label_map, compute_class_weights, write_dataset
-from ferops.faces import normalize_face
+from ferops.data.demo import CLASSES
+from ferops.data.encode import build_label_map
 from tests.conftest import PROJECT
+from tests.factories import free_port, make_dataset
 
 pytestmark = pytest.mark.slow
-PER_CLASS = {"train": 40, "val": 10, "test": 10}
-
-
-def make_dataset(out: Path) -> None:
-    splits = {}
-    for s, (split, n) in enumerate(PER_CLASS.items()):
-        x, y = [], []
-        for c, label in enumerate(CLASSES):
-            for i in range(n):
-                rng = np.random.default_rng([s, c, i])
-                x.append(normalize_face(render_face(label, rng, 48), 48))
-                y.append(c)
-        splits[split] = (np.stack(x)[..., None], np.array(y, np.int64))
-    weights = compute_class_weights(splits["train"][1], len(CLASSES), "balanced")
-    write_dataset(out, splits, weights, build_label_map(ClassesConfig(), FacesConfig()), {})
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A folder with params.yaml (short training), a dataset, data.dvc and dvc.lock."""
@@ -244,12 +226,6 @@ def test_killed_training_resumes_and_leaves_aliases_alone(project: Path, env: di
     train = json.loads((project / "artifacts/model_resume/train.json").read_text())
     assert [h["epoch"] for h in train["history"]][-1] == 5  # finished all 6 epochs
     assert not state.exists()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_against_a_real_mlflow_server(tmp_path: Path):

@@ -1,0 +1,227 @@
+"""Serving speed, side by side in one run: in-process model vs the real HTTP service.
+
+    python benchmarks/serving.py                       # the champion in ~/bentoml (or $BENTOML_HOME)
+    python benchmarks/serving.py --seconds 5 --out serving-quick
+
+It starts `bentoml serve` on 127.0.0.1 with the current champion, then measures:
+  * in-process batched throughput of the same model (ferops.inference, batch 128);
+  * /classify with one face per request at concurrency 1, 8, 32, 64 (closed loop):
+    throughput and p50/p95/p99 latency; the served/in-process throughput ratio;
+  * /classify at a fixed 200 requests/s (open loop, latency measured from the scheduled
+    send time, so a stalled server cannot hide its queueing): p99;
+  * /analyze on a 640x480 JPEG with one face: requests/s;
+  * the camera client headless on a 640x480 one-face video through the service: frames/s.
+The load generator (aiohttp) runs on the same 2 cores as the server, so served figures are
+a lower bound for a server with its own machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import PROJECT, write_result  # noqa: E402
+
+TARGETS = {"served_over_inprocess": 0.5, "p99_ms_at_200rps": 50, "analyze_rps": 30,
+           "camera_fps": 30}
+
+
+def face_frame(width: int = 640, height: int = 480) -> np.ndarray:
+    """A 640x480 BGR frame with one real face (scikit-image's astronaut photo)."""
+    import cv2
+    from skimage import data
+    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 100:400]
+    frame = np.full((height, width, 3), 90, np.uint8)
+    face = cv2.resize(face, (240, 240))
+    frame[120:360, 200:440] = face
+    return frame
+
+
+def one_crop() -> list:
+    from ferops.config import FacesConfig
+    from ferops.faces import extract_faces, to_gray
+    found = extract_faces(to_gray(face_frame()), FacesConfig())
+    if not found:
+        raise RuntimeError("the benchmark face was not detected")
+    return found[0][1].tolist()
+
+
+def inprocess(seconds: float) -> dict:
+    import bentoml
+
+    from ferops.inference import load_bento_predictor
+    model = max(bentoml.models.list("ferops-emotion"), key=lambda m: m.creation_time)
+    pred = load_bento_predictor(model.path, dict(model.info.metadata), str(model.tag))
+    out = {"model": str(model.tag), "model_version": pred.version,
+           "parameters": pred.info["parameters"]}
+    for batch in (128, 1):
+        x = np.random.default_rng(0).integers(0, 256, (batch, 48, 48), dtype=np.uint8)
+        pred.classify(x)  # warm-up (graph tracing)
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            pred.classify(x)
+            n += batch
+        out[f"faces_per_s_batch{batch}"] = round(n / (time.perf_counter() - start), 1)
+    return out
+
+
+def percentiles(lat: list[float]) -> dict:
+    a = np.array(lat) * 1000
+    return {f"p{q}_ms": round(float(np.percentile(a, q)), 2) for q in (50, 95, 99)}
+
+
+async def closed_loop(url: str, body: dict, concurrency: int, seconds: float) -> dict:
+    import aiohttp
+    lat, errors = [], 0
+    stop = time.perf_counter() + seconds
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                async with session.post(url, json=body) as r:
+                    await r.read()
+                    if r.status != 200:
+                        errors += 1
+                lat.append(time.perf_counter() - t)
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return {"concurrency": concurrency, "requests": len(lat), "errors": errors,
+            "requests_per_s": round(len(lat) / wall, 1), **percentiles(lat)}
+
+
+async def open_loop(url: str, body: dict, rate: float, seconds: float) -> dict:
+    import aiohttp
+    lat, errors, tasks = [], 0, []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+        async def one(scheduled: float) -> None:
+            nonlocal errors
+            async with session.post(url, json=body) as r:
+                await r.read()
+                errors += r.status != 200
+            lat.append(time.perf_counter() - scheduled)
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            scheduled = start + i / rate
+            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*tasks)
+    return {"rate_per_s": rate, "requests": len(lat), "errors": errors, **percentiles(lat)}
+
+
+async def analyze_rate(url: str, jpeg: bytes, concurrency: int, seconds: float) -> dict:
+    import aiohttp
+    done, faces, stop = 0, 0, time.perf_counter() + seconds
+    async with aiohttp.ClientSession() as session:
+        async def worker() -> None:
+            nonlocal done, faces
+            while time.perf_counter() < stop:
+                form = aiohttp.FormData()
+                form.add_field("image", jpeg, filename="f.jpg", content_type="image/jpeg")
+                async with session.post(url, data=form) as r:
+                    faces += len((await r.json()).get("faces", []))
+                    done += 1
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return {"concurrency": concurrency, "requests_per_s": round(done / wall, 1),
+            "faces_per_request": round(faces / max(done, 1), 2)}
+
+
+def camera_fps(service: str, frames: int) -> dict:
+    import cv2
+    try:
+        from ferops.camera.pipeline import run_headless
+    except ImportError as exc:
+        return {"skipped": f"camera client not importable: {exc}"}
+    tmp = Path(tempfile.mkdtemp(prefix="ferops-cam-"))
+    video = tmp / "one_face.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
+    base = face_frame()
+    for i in range(frames):
+        writer.write(np.roll(base, (i % 20) - 10, axis=1))
+    writer.release()
+    summary = run_headless(str(video), service, tmp / "out.mp4", tmp / "out.jsonl")
+    return {"frames": frames, **{k: v for k, v in vars(summary).items()
+                                 if isinstance(v, int | float | str)}}
+
+
+def start_server(port: int, log: Path) -> subprocess.Popen:
+    import requests
+    bentoml = Path(sys.executable).parent / "bentoml"
+    proc = subprocess.Popen([str(bentoml), "serve", "serving.service:EmotionService",
+                             "--host", "127.0.0.1", "--port", str(port)], cwd=PROJECT,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise RuntimeError(f"service did not become ready; see {log}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
+    parser.add_argument("--port", type=int, default=3917)
+    parser.add_argument("--frames", type=int, default=300, help="camera video length")
+    parser.add_argument("--out", default="serving")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    local = inprocess(args.seconds)
+    print("in-process:", local, flush=True)
+    log = Path(tempfile.mkdtemp()) / "serve.log"
+    proc = start_server(args.port, log)
+    url = f"http://127.0.0.1:{args.port}"
+    body = {"crops": [one_crop()]}
+    try:
+        served = []
+        for c in (1, 8, 32, 64):
+            served.append(asyncio.run(closed_loop(url + "/classify", body, c, args.seconds)))
+            print("classify:", served[-1], flush=True)
+        fixed = asyncio.run(open_loop(url + "/classify", body, 200, args.seconds))
+        print("classify at 200/s:", fixed, flush=True)
+        buf = io.BytesIO()
+        from PIL import Image
+        Image.fromarray(face_frame()[..., ::-1]).save(buf, "JPEG", quality=90)
+        analyze = asyncio.run(analyze_rate(url + "/analyze", buf.getvalue(), 4, args.seconds))
+        print("analyze:", analyze, flush=True)
+        camera = camera_fps(url, args.frames)
+        print("camera:", camera, flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    best = max(s["requests_per_s"] for s in served)
+    result = {
+        "in_process": local, "classify_closed_loop": served, "classify_200rps": fixed,
+        "analyze_640x480": analyze, "camera_headless_640x480": camera,
+        "served_over_inprocess": round(best / local["faces_per_s_batch128"], 3),
+        "targets": TARGETS,
+        "note": "load generator and server share the same cores",
+    }
+    print(write_result(args.out, result).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

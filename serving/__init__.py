@@ -1,0 +1,1 @@
+"""The BentoML service for ferops (`bentoml serve serving.service:EmotionService`)."""

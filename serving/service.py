@@ -1,0 +1,121 @@
+"""The ferops HTTP service: the promoted champion behind BentoML.
+
+    bentoml serve serving.service:EmotionService --port 3000     # from the project root
+
+Endpoints (POST, JSON unless said otherwise):
+    /classify   {"crops": [48x48 ints, ...]}  -> one {label, confidence, probabilities} per crop
+                (batchable: concurrent requests are batched adaptively into one model call)
+    /analyze    multipart upload field "image" (JPEG/PNG) -> every face with box and prediction
+    /info       {} -> model version, classes, metrics, training date, data version
+    /reload     {} -> load a newly promoted champion now (the service also polls for one)
+    GET /readyz -> 200 once a champion is loaded, else 503 with the reason
+
+Configuration comes from params.yaml (`serving:`; $FEROPS_PARAMS names another file). The
+model comes from the BentoML model store ($BENTOML_HOME), where `ferops promote` and
+`ferops rollback` export the champion; the newest export is served.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import bentoml
+import numpy as np
+from pydantic import Field
+from starlette.responses import JSONResponse
+
+from ferops.config import load_params
+from ferops.errors import DataError
+from ferops.inference import StatsRecorder, analyze_image
+from serving.guard import Guard
+from serving.slot import ModelSlot
+
+log = logging.getLogger("ferops.serving")
+
+# Read once when the service module is imported: the API schema (crop size, limits,
+# batching) is fixed by these values, so they cannot change while the service runs.
+PARAMS = load_params(os.environ.get("FEROPS_PARAMS", "params.yaml"))
+CFG, FACES = PARAMS.serving, PARAMS.faces
+SIZE = FACES.size
+
+Pixel = Annotated[int, Field(ge=0, le=255)]
+Row = Annotated[list[Pixel], Field(min_length=SIZE, max_length=SIZE)]
+Crop = Annotated[list[Row], Field(min_length=SIZE, max_length=SIZE)]
+Crops = Annotated[list[Crop], Field(min_length=1, max_length=CFG.max_crops,
+                                    description=f"{SIZE}x{SIZE} grayscale face crops (0-255), "
+                                                f"at most {CFG.max_crops}")]
+
+SLOT = ModelSlot(CFG.bento_model)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+@bentoml.service(name="ferops", workers=1, threads=4,
+                 traffic={"timeout": 30, "max_concurrency": 512})
+class EmotionService:
+    def __init__(self) -> None:
+        self.slot = SLOT
+        self.stats = StatsRecorder(Path(CFG.stats_path)) if CFG.record_stats else None
+        self.slot.refresh()
+        if self.slot.predictor is None:
+            log.warning("not ready: %s", self.slot.reason)
+        if CFG.reload_poll_s > 0:
+            self.slot.watch(CFG.reload_poll_s)
+
+    def __is_ready__(self) -> bool:
+        return self.slot.predictor is not None
+
+    @bentoml.api(batchable=True, max_batch_size=max(2, CFG.batch_max_size),
+                 max_latency_ms=CFG.batch_max_latency_ms)
+    def classify(self, crops: Crops) -> list[dict]:
+        """Face crops (already detected and normalised by the caller) -> predictions."""
+        predictor = self.slot.predictor  # one model for the whole batch, even mid-swap
+        answers = predictor.classify(np.asarray(crops, dtype=np.uint8))
+        if self.stats:
+            self.stats.record(answers, time.time())
+        return answers
+
+    @bentoml.api
+    def analyze(self, image: Path) -> dict:
+        """A JPEG or PNG photo -> every face found, largest first, with box and prediction."""
+        predictor = self.slot.predictor
+        try:
+            result = analyze_image(image.read_bytes(), predictor, FACES, max_faces=10**6)
+        except DataError as exc:
+            return _error(400, f"unusable image: {exc}")
+        if result["faces_found"] > CFG.max_faces:
+            return _error(422, f"{result['faces_found']} faces found, more than the limit of "
+                               f"{CFG.max_faces} per request (serving.max_faces)")
+        if self.stats:
+            self.stats.record(result["faces"], time.time())
+        return result
+
+    @bentoml.api
+    def info(self) -> dict:
+        """What is being served: version, classes, metrics, training date, data version."""
+        predictor = self.slot.predictor
+        limits = {"max_crops": CFG.max_crops, "max_faces": CFG.max_faces,
+                  "max_body_mb": CFG.max_body_mb, "crop_size": SIZE}
+        if predictor is None:
+            return {"ready": False, "reason": self.slot.reason, "limits": limits}
+        return {"ready": True, **predictor.info, "limits": limits,
+                "record_stats": bool(self.stats)}
+
+    @bentoml.api
+    def reload(self) -> dict:
+        """Swap in a newly promoted champion now instead of at the next poll."""
+        swapped = self.slot.refresh()
+        predictor = self.slot.predictor
+        return {"swapped": swapped, "bento_tag": self.slot.tag,
+                "model_version": predictor.version if predictor else None,
+                "ready": predictor is not None}
+
+
+EmotionService.add_asgi_middleware(Guard, slot=SLOT, max_body=int(CFG.max_body_mb * 2**20),
+                                   api_key_env=CFG.api_key_env)
