@@ -236,4 +236,7 @@ def test_bentoml_build_packs_service_and_champion(served: dict, tmp_path: Path):
     bento = tmp_path / "home/bentos/ferops" / tag.split(":")[1]
     assert (bento / "src/serving/service.py").is_file()
     assert (bento / "src/src/ferops/inference.py").is_file()
-    assert any((bento / "models/ferops-emotion").iterdir())
+    import yaml
+    spec = yaml.safe_load((bento / "bento.yaml").read_text())
+    # BentoML 1.4 records the model by tag; export/containerize ship it with the Bento.
+    assert [m["tag"].split(":")[0] for m in spec["models"]] == ["ferops-emotion"]
