@@ -1,6 +1,6 @@
 """Serving speed, side by side in one run: in-process model vs the real HTTP service.
 
-    python benchmarks/serving.py                       # the champion in ~/bentoml (or $BENTOML_HOME)
+    python benchmarks/serving.py                 # the champion in ~/bentoml or $BENTOML_HOME
     python benchmarks/serving.py --seconds 5 --out serving-quick
 
 It starts `bentoml serve` on 127.0.0.1 with the current champion, then measures:
@@ -107,6 +107,11 @@ async def open_loop(url: str, body: dict, rate: float, seconds: float) -> dict:
     import aiohttp
     lat, errors, tasks = [], 0, []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+        # Open a pool of warm connections first: connection setup is not service latency.
+        async def warm() -> None:
+            async with session.post(url, json=body) as r:
+                await r.read()
+        await asyncio.gather(*(warm() for _ in range(32)))
         async def one(scheduled: float) -> None:
             nonlocal errors
             async with session.post(url, json=body) as r:
@@ -144,7 +149,7 @@ async def analyze_rate(url: str, jpeg: bytes, concurrency: int, seconds: float) 
 def camera_fps(service: str, frames: int) -> dict:
     import cv2
     try:
-        from ferops.camera.pipeline import run_headless
+        from ferops.camera import run_headless
     except ImportError as exc:
         return {"skipped": f"camera client not importable: {exc}"}
     tmp = Path(tempfile.mkdtemp(prefix="ferops-cam-"))
@@ -155,17 +160,25 @@ def camera_fps(service: str, frames: int) -> dict:
         writer.write(np.roll(base, (i % 20) - 10, axis=1))
     writer.release()
     summary = run_headless(str(video), service, tmp / "out.mp4", tmp / "out.jsonl")
-    return {"frames": frames, **{k: v for k, v in vars(summary).items()
-                                 if isinstance(v, int | float | str)}}
+    return {"frames": frames, "fps": round(summary.fps, 1),
+            **{k: v for k, v in vars(summary).items() if isinstance(v, int | float | str)}}
 
 
-def start_server(port: int, log: Path) -> subprocess.Popen:
+def start_server(port: int, log: Path, workers: int | None) -> subprocess.Popen:
     import requests
+    import yaml
+    env = dict(os.environ)
+    if workers:  # a params copy with serving.workers changed; the service reads FEROPS_PARAMS
+        raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+        raw["serving"]["workers"] = workers
+        params = log.parent / "params.yaml"
+        params.write_text(yaml.safe_dump(raw))
+        env["FEROPS_PARAMS"] = str(params)
     bentoml = Path(sys.executable).parent / "bentoml"
     proc = subprocess.Popen([str(bentoml), "serve", "serving.service:EmotionService",
                              "--host", "127.0.0.1", "--port", str(port)], cwd=PROJECT,
                             stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
@@ -186,12 +199,14 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=3917)
     parser.add_argument("--frames", type=int, default=300, help="camera video length")
     parser.add_argument("--out", default="serving")
+    parser.add_argument("--workers", type=int, help="override serving.workers")
+    parser.add_argument("--skip-camera", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     local = inprocess(args.seconds)
     print("in-process:", local, flush=True)
     log = Path(tempfile.mkdtemp()) / "serve.log"
-    proc = start_server(args.port, log)
+    proc = start_server(args.port, log, args.workers)
     url = f"http://127.0.0.1:{args.port}"
     body = {"crops": [one_crop()]}
     try:
@@ -206,7 +221,7 @@ def main() -> int:
         Image.fromarray(face_frame()[..., ::-1]).save(buf, "JPEG", quality=90)
         analyze = asyncio.run(analyze_rate(url + "/analyze", buf.getvalue(), 4, args.seconds))
         print("analyze:", analyze, flush=True)
-        camera = camera_fps(url, args.frames)
+        camera = {} if args.skip_camera else camera_fps(url, args.frames)
         print("camera:", camera, flush=True)
     finally:
         proc.terminate()
@@ -216,7 +231,7 @@ def main() -> int:
         "in_process": local, "classify_closed_loop": served, "classify_200rps": fixed,
         "analyze_640x480": analyze, "camera_headless_640x480": camera,
         "served_over_inprocess": round(best / local["faces_per_s_batch128"], 3),
-        "targets": TARGETS,
+        "server_workers": args.workers or "params", "targets": TARGETS,
         "note": "load generator and server share the same cores",
     }
     print(write_result(args.out, result).read_text())

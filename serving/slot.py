@@ -7,6 +7,7 @@ dropped or answered by a half-loaded model; the next request gets the new one.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -55,6 +56,7 @@ class ModelSlot:
                     self.reason = f"champion {tag} failed to load: {exc}"
                 return False
             old, self.predictor, self.tag = self.tag, predictor, tag  # the swap
+            gc.freeze()  # the new model's objects are long-lived too (see service.py)
             log.info("serving %s (registry version %s), replacing %s", tag,
                      predictor.version, old)
             return True

@@ -145,6 +145,8 @@ class ServingConfig:
     host: str = "127.0.0.1"
     port: int = 3000
     bento_model: str = "ferops-emotion"  # BentoML model store name the champion is exported to
+    workers: int = 1                  # server processes (each holds one copy of the model)
+    access_log: bool = False          # BentoML's per-request access log (costs throughput)
     max_crops: int = 64               # face crops per /classify request
     max_faces: int = 20               # faces reported per /analyze request (largest first)
     max_body_mb: float = 8.0          # larger request bodies get 413
