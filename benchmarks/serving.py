@@ -41,10 +41,10 @@ def face_frame(width: int = 640, height: int = 480) -> np.ndarray:
     """A 640x480 BGR frame with one real face (scikit-image's astronaut photo)."""
     import cv2
     from skimage import data
-    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 100:400]
+    # Head and shoulders, face about 100 px wide: one detection, no false positive.
+    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[10:290, 110:390]
     frame = np.full((height, width, 3), 90, np.uint8)
-    face = cv2.resize(face, (240, 240))
-    frame[120:360, 200:440] = face
+    frame[90:390, 170:470] = cv2.resize(face, (300, 300))
     return frame
 
 

@@ -1,0 +1,149 @@
+"""The retraining flow end to end in a temporary clone: real dvc, training, MLflow, BentoML.
+
+One full `dvc repro` (2 short epochs), then cheap runs on the same clone: nothing new, MLflow
+down, a bad label. The tests run in file order and share the clone.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from pipelines.newdata import MANIFEST, snapshot
+
+from tests.conftest import PROJECT
+from tests.pipelines.conftest import add_faces, free_port, latest_artifact, write_params
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
+MODEL = "ferops-emotion"
+
+
+def git(args: list[str], cwd: Path) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                   check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """The project as git would check it out (tracked + new files), data pulled, fast params."""
+    dest = tmp_path_factory.mktemp("clone") / "ferops"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        if (PROJECT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).write_bytes((PROJECT / rel).read_bytes())
+    # Two short epochs on a subset; floor 0 so the first model is promoted whatever it scores.
+    write_params(dest, train={"profile": "demo", "epochs": 2, "max_train_images": 800},
+                 registry={"floor": 0.0})
+    git(["init", "-q"], dest)
+    git(["add", "-A"], dest)
+    git(["commit", "-qm", "clone"], dest)
+    from pipelines.common import dvc_cmd, project_env
+    subprocess.run(dvc_cmd("pull", "-q", "data.dvc"), cwd=dest, env=project_env(dest),
+                   check=True, capture_output=True)
+    return dest
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stores(clone: Path, tmp_path_factory):
+    """MLflow (sqlite) and the BentoML model store inside the test's folders."""
+    bento = tmp_path_factory.mktemp("bentoml")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{clone}/mlflow.db")
+        mp.setenv("BENTOML_HOME", str(bento))
+        mp.delenv("FEROPS_API_KEY", raising=False)
+        yield {"bento": bento}
+
+
+def registry_state() -> tuple[dict[str, str | None], list[str]]:
+    """(aliases, registered versions) of the model in the current MLflow store."""
+    from ferops import registry
+    client = registry.connect()
+    aliases = {a: registry.alias_version(client, MODEL, a)
+               for a in ("challenger", "champion", "previous")}
+    versions = sorted(str(v.version) for v in client.search_model_versions(f"name='{MODEL}'"))
+    return aliases, versions
+
+
+def test_retrain_versions_data_registers_promotes_and_reports(clone: Path, stores: dict):
+    from pipelines.retrain import retrain_flow
+    data_before = (clone / "data.dvc").read_text()
+    add_faces(clone, "happy", 5, seed=11)
+    add_faces(clone, "sad", 3, seed=12)
+    closed = f"http://127.0.0.1:{free_port()}"  # no service there: reload is only a warning
+    result = retrain_flow(str(clone), service_url=closed, mlflow_retry_delay_s=1)
+
+    assert result["status"] == "completed" and result["new_faces"] == 8
+    assert result["new_version"] == "1" and result["decision"] == "promoted"
+    assert {"ingest", "validate", "train", "evaluate", "register"} <= set(result["stages"])
+    assert result["reload"].startswith("WARNING") and "/reload failed" in result["reload"]
+    assert registry_state() == ({"challenger": "1", "champion": "1", "previous": None}, ["1"])
+    decision = json.loads((clone / "artifacts/registry/decision.json").read_text())
+    assert decision["action"] == "promoted" and decision["challenger"] == "1"
+    assert (clone / "data.dvc").read_text() != data_before  # the new faces are versioned
+    assert (stores["bento"] / "models" / MODEL).is_dir()     # exported for the service
+    assert len(json.loads((clone / MANIFEST).read_text())["files"]) == 8
+    cache = json.loads((clone / "artifacts/monitoring/reference.json").read_text())
+    assert 0 < cache["1"]["mean_confidence"] <= 1           # the drift reference, cached
+
+    text = latest_artifact("ferops-retrain")
+    for part in ("# ferops retraining: new model version 1", "| happy | 5 |", "| sad | 3 |",
+                 "dvc push: pushed", "| accuracy |", "test_tta_flip", "**promoted**",
+                 "Reason: first model", "actual \\ predicted", "Service reload: WARNING"):
+        assert part in text, part
+
+
+def test_rerun_without_new_data_registers_nothing_and_moves_no_alias(clone: Path):
+    from pipelines.retrain import retrain_flow
+    before = registry_state()
+    registered = (clone / "artifacts/registry/registered.json").read_text()
+    result = retrain_flow(str(clone), service_url="")
+    assert result["status"] == "completed" and result["new_faces"] == 0
+    assert result["new_version"] is None and result["stages"] == []
+    assert result["decision"] is None  # the gate was not re-run
+    assert registry_state() == before
+    assert (clone / "artifacts/registry/registered.json").read_text() == registered
+    text = latest_artifact("ferops-retrain")
+    assert "no new model version" in text and "stages run: none (up to date)" in text
+    assert "version 1 was already decided" in text
+
+
+def test_unreachable_mlflow_retries_then_fails_with_a_clear_message(clone: Path, monkeypatch):
+    from pipelines.retrain import retrain_flow
+    from prefect.client.orchestration import get_client
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    state = retrain_flow(str(clone), service_url="", mlflow_retries=2,
+                         mlflow_retry_delay_s=0.2, return_state=True)
+    assert state.is_failed()
+    assert f"MLflow at {url} is unreachable" in state.message
+    assert "gave up after 3 attempts" in state.message
+    with get_client(sync_client=True) as client:
+        runs = client.request("POST", "/task_runs/filter", json={
+            "flow_runs": {"id": {"any_": [str(state.state_details.flow_run_id)]}},
+            "sort": "ID_DESC", "limit": 50, "offset": 0}).json()
+    check = [r for r in runs if r["name"].startswith("check-registry")]
+    assert len(check) == 1 and check[0]["run_count"] == 3
+    assert not any(r["name"].startswith(("version-data", "build")) for r in runs)
+    assert "failed at step `check-registry`" in latest_artifact("ferops-retrain")
+
+
+def test_bad_label_stops_at_validation_and_keeps_the_champion(clone: Path):
+    from pipelines.retrain import retrain_flow
+    before = registry_state()
+    stray = add_faces(clone, "contempt", 1, seed=13)[0]   # not in the 7-class set
+    good = add_faces(clone, "happy", 1, seed=14, start=100)[0]
+    state = retrain_flow(str(clone), service_url="", return_state=True)
+    assert state.is_failed() and "data validation failed" in state.message
+    text = latest_artifact("ferops-retrain")
+    assert text.startswith("# ferops retraining stopped: data validation failed")
+    assert "# Data validation: FAIL" in text and "label in allowed set" in text
+    assert "stages run: ingest, validate" in text
+    assert stray.relative_to(clone).as_posix() in text
+    assert registry_state() == before       # champion (and every alias) unchanged
+    assert good.is_file()                    # good data is kept
+    new = snapshot(clone, "data/incoming").new  # still new: the manifest was not advanced
+    assert {stray.relative_to(clone).as_posix(), good.relative_to(clone).as_posix()} <= set(new)
