@@ -157,6 +157,27 @@ def test_bad_input_gets_a_quick_4xx_and_the_server_stays_up(server: Server):
     assert server.rss_mb() - rss_before < 300  # the bomb was never decoded
 
 
+def test_camera_client_headless_through_the_service(server: Server, tmp_path: Path):
+    """A video of a real face photo -> the camera client -> the real service -> outputs."""
+    import cv2
+
+    from ferops.camera import run_headless
+    from tests.camera.fakes import make_face_video
+    video = make_face_video(tmp_path / "face.mp4", frames=30)
+    summary = run_headless(str(video), server.url, tmp_path / "out.mp4", tmp_path / "out.jsonl")
+    assert summary.frames == 30 and summary.errors == 0 and summary.labeled >= 25
+    records = [json.loads(t) for t in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(30))
+    faces = [f for r in records for f in r["faces"] if f["label"]]
+    assert faces and all(f["label"] in CLASSES and f["model_version"] == "1" for f in faces)
+    assert all(r["service_ok"] for r in records)
+    out = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert int(out.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    assert (int(out.get(cv2.CAP_PROP_FRAME_WIDTH)), int(out.get(cv2.CAP_PROP_FRAME_HEIGHT))) \
+        == (640, 480)
+    out.release()
+
+
 def test_no_champion_means_not_ready_then_a_promotion_makes_it_ready(served: dict,
                                                                      tmp_path: Path):
     env = {**served["env"], "BENTOML_HOME": str(tmp_path / "empty_store"),
