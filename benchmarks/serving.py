@@ -37,6 +37,23 @@ TARGETS = {"served_over_inprocess": 0.5, "p99_ms_at_200rps": 50, "analyze_rps": 
            "camera_fps": 30}
 
 
+def use_artifacts(project: Path, home: Path) -> None:
+    """Serve <project>/artifacts/model (e.g. a FER2013 run) from a fresh BentoML store."""
+    import json
+    import shutil
+
+    import bentoml
+    os.environ["BENTOML_HOME"] = str(home)
+    label_map = json.loads((project / "artifacts/model/label_map.json").read_text())
+    metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
+    with bentoml.models.create("ferops-emotion", module="ferops.benchmark", metadata={
+            "label_map": label_map, "metrics": metrics, "registry_version": "artifacts",
+            "registry_name": str(project)}) as model:
+        target = Path(model.path) / "mlflow_model/data"
+        target.mkdir(parents=True)
+        shutil.copy(project / "artifacts/model/model.keras", target / "model.keras")
+
+
 def face_frame(width: int = 640, height: int = 480) -> np.ndarray:
     """A 640x480 BGR frame with one real face (scikit-image's astronaut photo)."""
     import cv2
@@ -164,13 +181,13 @@ def camera_fps(service: str, frames: int) -> dict:
             **{k: v for k, v in vars(summary).items() if isinstance(v, int | float | str)}}
 
 
-def start_server(port: int, log: Path, workers: int | None) -> subprocess.Popen:
+def start_server(port: int, log: Path, overrides: dict) -> subprocess.Popen:
     import requests
     import yaml
     env = dict(os.environ)
-    if workers:  # a params copy with serving.workers changed; the service reads FEROPS_PARAMS
+    if overrides:  # a params copy with serving keys changed; the service reads FEROPS_PARAMS
         raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
-        raw["serving"]["workers"] = workers
+        raw["serving"].update(overrides)
         params = log.parent / "params.yaml"
         params.write_text(yaml.safe_dump(raw))
         env["FEROPS_PARAMS"] = str(params)
@@ -200,13 +217,22 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=300, help="camera video length")
     parser.add_argument("--out", default="serving")
     parser.add_argument("--workers", type=int, help="override serving.workers")
+    parser.add_argument("--max-latency-ms", type=int,
+                        help="override serving.batch_max_latency_ms")
     parser.add_argument("--skip-camera", action="store_true")
+    parser.add_argument("--from-artifacts", type=Path, metavar="PROJECT",
+                        help="serve PROJECT/artifacts/model instead of the store's champion "
+                             "(e.g. the folder kept by accuracy.py --keep)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.from_artifacts:
+        use_artifacts(args.from_artifacts, Path(tempfile.mkdtemp(prefix="ferops-bento-")))
     local = inprocess(args.seconds)
     print("in-process:", local, flush=True)
     log = Path(tempfile.mkdtemp()) / "serve.log"
-    proc = start_server(args.port, log, args.workers)
+    overrides = {k: v for k, v in (("workers", args.workers),
+                                   ("batch_max_latency_ms", args.max_latency_ms)) if v}
+    proc = start_server(args.port, log, overrides)
     url = f"http://127.0.0.1:{args.port}"
     body = {"crops": [one_crop()]}
     try:
@@ -231,7 +257,7 @@ def main() -> int:
         "in_process": local, "classify_closed_loop": served, "classify_200rps": fixed,
         "analyze_640x480": analyze, "camera_headless_640x480": camera,
         "served_over_inprocess": round(best / local["faces_per_s_batch128"], 3),
-        "server_workers": args.workers or "params", "targets": TARGETS,
+        "serving_overrides": overrides, "targets": TARGETS,
         "note": "load generator and server share the same cores",
     }
     print(write_result(args.out, result).read_text())
