@@ -17,6 +17,7 @@ model comes from the BentoML model store ($BENTOML_HOME), where `ferops promote`
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -40,7 +41,9 @@ log = logging.getLogger("ferops.serving")
 # Read once when the service module is imported: the API schema (crop size, limits,
 # batching) is fixed by these values, so they cannot change while the service runs.
 PARAMS = load_params(os.environ.get("FEROPS_PARAMS", "params.yaml"))
-CFG, FACES = PARAMS.serving, PARAMS.faces
+CFG = PARAMS.serving
+# The training crop (margin, size) with the service's own, faster detection pass.
+FACES = dataclasses.replace(PARAMS.faces, detect_max_side=CFG.detect_max_side)
 SIZE = FACES.size
 
 Pixel = Annotated[int, Field(ge=0, le=255)]

@@ -149,6 +149,7 @@ class ServingConfig:
     access_log: bool = False          # BentoML's per-request access log (costs throughput)
     max_crops: int = 64               # face crops per /classify request
     max_faces: int = 20               # faces reported per /analyze request (largest first)
+    detect_max_side: int = 480        # /analyze detects on photos downscaled to this side
     max_body_mb: float = 8.0          # larger request bodies get 413
     batch_max_size: int = 128         # adaptive batching: most crops in one model call
     batch_max_latency_ms: int = 1000  # queue deadline: past it BentoML sheds load with 503

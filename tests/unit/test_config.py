@@ -49,3 +49,18 @@ def test_train_profile_is_merged_under_explicit_keys():
     raw["train"] = {"profile": "tpu"}
     with pytest.raises(ConfigError, match="train.profile 'tpu'"):
         parse_params(raw)
+
+
+def test_serving_camera_and_pipelines_sections():
+    p = load_params(PROJECT / "params.yaml")
+    assert p.serving.max_crops >= 1 and p.serving.record_stats is False  # opt-in only
+    assert p.camera.drop_folder == "data/incoming" and p.camera.detect_max_side > 0
+    assert p.pipelines.min_new_faces >= 1 and p.pipelines.drift_action in ("alert", "retrain")
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["pipelines"]["drift_action"] = "panic"
+    with pytest.raises(ConfigError, match="drift_action"):
+        parse_params(raw)
+    raw["pipelines"]["drift_action"] = "alert"
+    raw["serving"]["max_crops"] = 0
+    with pytest.raises(ConfigError, match="max_crops"):
+        parse_params(raw)
