@@ -47,9 +47,11 @@ def promote_main(argv: list[str] | None = None) -> int:
             decision = registry.promote(cfg.model_name, x, y, cfg.metric, cfg.margin,
                                         cfg.floor)
         print_decision(decision, args.out)
-        if decision.action == "promoted" and not args.no_export:
-            tag = registry.export_bento(cfg.model_name, decision.challenger).tag
-            log.info("exported version %s to BentoML as %s", decision.challenger, tag)
+        if not args.no_export:
+            with registry.reporting_failures():
+                exported = registry.sync_bento(cfg.model_name)
+            if exported is not None:
+                log.info("exported the champion to BentoML as %s", exported.tag)
 
     return run_stage(body, parser, argv)
 

@@ -214,3 +214,25 @@ def export_bento(name: str, version: str, bento_name: str | None = None):
                   "trained_at": trained_at, "data_version": data_version,
                   "git_commit": mv.tags.get("git_commit", ""),
                   "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def sync_bento(name: str, bento_name: str | None = None):
+    """Make the newest BentoML export the current @champion; export it if it is not.
+
+    Promotion moves the alias first and exports second; if the export failed (disk full,
+    crash), a rerun of `ferops promote` finds the challenger already champion and would
+    otherwise never export it. Returns the exported model, or None when nothing was needed.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+    champion = alias_version(connect(), name, CHAMPION)
+    if champion is None:
+        return None
+    try:
+        models = bentoml.models.list(bento_name or name)
+    except NotFound:
+        models = []
+    newest = max(models, key=lambda m: m.creation_time, default=None)
+    if newest is not None and newest.info.labels.get("registry_version") == champion:
+        return None
+    return export_bento(name, champion, bento_name)

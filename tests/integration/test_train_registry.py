@@ -103,6 +103,13 @@ def test_train_evaluate_register_promote_export(project: Path, env: dict):
         "print(json.dumps(m.info.metadata))")], env=env, capture_output=True, text=True)
     meta = json.loads(store.stdout.strip().splitlines()[-1])
     assert meta["registry_version"] == "1" and meta["label_map"]["classes"] == list(CLASSES)
+    assert meta["metrics"]["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-4)
+
+    # An export lost after the alias moved (a crash, a full disk) is redone by a rerun.
+    shutil.rmtree(Path(env["BENTOML_HOME"]) / "models/ferops-emotion")
+    again = json.loads(ferops(["promote", "-q"], project, env).stdout)
+    assert again["action"] == "nothing" and aliases(env)["champion"] == "1"
+    assert list((Path(env["BENTOML_HOME"]) / "models/ferops-emotion").glob("*/model.yaml"))
 
 
 def register_model(model, env: dict, tag: str, name: str = "ferops-emotion") -> str:
