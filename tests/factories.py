@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -35,3 +36,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+
+
+def copy_checkout(project: Path, dest: Path) -> Path:
+    """Copy the project's files as git would check them out (tracked + new, not ignored)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=project,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        if (project / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).write_bytes((project / rel).read_bytes())
+    return dest

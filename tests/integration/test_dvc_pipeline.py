@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import PROJECT, noise_image, png_bytes
+from tests.factories import copy_checkout
 
 pytestmark = pytest.mark.slow
 DATA_STAGES = ("ingest", "validate", "preprocess", "augment", "encode")
@@ -30,13 +30,7 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
 def clone(tmp_path_factory) -> Path:
     """The project's files as git would check them out (tracked + new, not ignored)."""
     dest = tmp_path_factory.mktemp("clone") / "ferops"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        src = PROJECT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
+    copy_checkout(PROJECT, dest)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
         run(cmd, dest)

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.conftest import PROJECT
+from tests.factories import copy_checkout
 from tests.pipelines.conftest import add_faces, write_params
 from tests.serving.conftest import Server, post_json
 
@@ -36,12 +37,7 @@ def loop(tmp_path_factory):
     """A fresh clone with its own MLflow and BentoML stores, and a service on it (no model)."""
     base = tmp_path_factory.mktemp("loop")
     clone = base / "ferops"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        if (PROJECT / rel).is_file():
-            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
-            (clone / rel).write_bytes((PROJECT / rel).read_bytes())
+    copy_checkout(PROJECT, clone)
     git(["init", "-q"], clone)
     git(["add", "-A"], clone)
     git(["commit", "-qm", "clone"], clone)

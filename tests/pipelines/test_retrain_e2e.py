@@ -14,6 +14,7 @@ import pytest
 from pipelines.newdata import MANIFEST, snapshot
 
 from tests.conftest import PROJECT
+from tests.factories import copy_checkout
 from tests.pipelines.conftest import add_faces, free_port, latest_artifact, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
@@ -29,12 +30,7 @@ def git(args: list[str], cwd: Path) -> None:
 def clone(tmp_path_factory) -> Path:
     """The project as git would check it out (tracked + new files), data pulled, fast params."""
     dest = tmp_path_factory.mktemp("clone") / "ferops"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        if (PROJECT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            (dest / rel).write_bytes((PROJECT / rel).read_bytes())
+    copy_checkout(PROJECT, dest)
     # Two short epochs on a subset; floor 0 so the first model is promoted whatever it scores.
     write_params(dest, train={"profile": "demo", "epochs": 2, "max_train_images": 800},
                  registry={"floor": 0.0})
