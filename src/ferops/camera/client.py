@@ -228,3 +228,11 @@ class ResilientClassifier:
             delay = max(self.backoff_initial_s, self._delay * 2) if retryable else 1e9
             self._delay = min(self.backoff_max_s, delay)
             self._next_try = self._clock() + self._delay
+
+
+def make_classifier(service_url: str, params, api_key: str | None, timeout_s: float | None,
+                    backoff_max_s: float) -> ResilientClassifier:
+    """The never-raising classifier both camera modes use, from params (serving, camera)."""
+    client = ServiceClient(service_url, api_key=api_key, max_crops=params.serving.max_crops,
+                           timeout_s=params.camera.timeout_s if timeout_s is None else timeout_s)
+    return ResilientClassifier(client, backoff_max_s=backoff_max_s)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ferops.camera.client import Outcome, ResilientClassifier, ServiceClient
+from ferops.camera.client import Outcome, ResilientClassifier, make_classifier
 from ferops.camera.labeling import Labeler
 from ferops.camera.overlay import annotate, status_lines
 from ferops.camera.pipeline import (
@@ -59,9 +59,7 @@ def run_headless(source: str | int, service_url: str, out_video: str | Path | No
     """
     params = params or Params()
     cam = params.camera
-    client = ServiceClient(service_url, api_key=api_key, max_crops=params.serving.max_crops,
-                           timeout_s=cam.timeout_s if timeout_s is None else timeout_s)
-    classifier = ResilientClassifier(client, backoff_max_s=backoff_max_s)
+    classifier = make_classifier(service_url, params, api_key, timeout_s, backoff_max_s)
     src = parse_source(source)
     cap = open_source(src)
     try:
@@ -74,7 +72,7 @@ def run_headless(source: str | int, service_url: str, out_video: str | Path | No
             summary = run.process(cap, src, max_frames, bar, labeler, label_all, on_frame)
     finally:
         cap.release()
-        client.close()
+        classifier.client.close()
     status = classifier.status()
     summary.requests, summary.errors, summary.last_error = (
         status.requests, status.errors, status.last_error)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from ferops.camera.client import ResilientClassifier, ServiceClient
+from ferops.camera.client import ResilientClassifier, make_classifier
 from ferops.camera.labeling import CONSENT_NOTICE, Labeler
 from ferops.camera.overlay import annotate, status_lines
 from ferops.camera.pipeline import (
@@ -262,9 +262,7 @@ def run_realtime(source: str | int, service_url: str, params: Params | None = No
         problem = gui_problem()
         if problem:
             raise CameraError(problem)
-    client = ServiceClient(service_url, api_key=api_key, max_crops=params.serving.max_crops,
-                           timeout_s=cam.timeout_s if timeout_s is None else timeout_s)
-    classifier = ResilientClassifier(client, backoff_max_s=backoff_max_s)
+    classifier = make_classifier(service_url, params, api_key, timeout_s, backoff_max_s)
     src = parse_source(source)
     cap = open_source(src)
     try:
@@ -277,4 +275,4 @@ def run_realtime(source: str | int, service_url: str, params: Params | None = No
             window.close()
     finally:
         cap.release()
-        client.close()
+        classifier.client.close()
