@@ -81,6 +81,7 @@ def main() -> int:
         "val_accuracy": report["val"]["accuracy"], "test_n": report["test"]["n"],
         "wall_seconds": round(wall, 1), "train_seconds": train["train_seconds"],
         "epochs_run": train["epochs_run"], "best_epoch": train["best_epoch"],
+        "epoch_seconds": [h.get("epoch_seconds") for h in train["history"]],
         "parameters": train["parameters"], "device": train["device"],
         "baseline_fer_package_privatetest": None if args.ferplus else FER_PACKAGE_PRIVATETEST,
     }

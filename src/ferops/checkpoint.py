@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -35,6 +36,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._started = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.every_batches and (batch + 1) % self.every_batches == 0:
@@ -42,7 +44,9 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             self._save(next_epoch=self._epoch)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.history.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        # Epoch wall time is kept: it shows which epochs shared the machine with other work.
+        self.history.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()},
+                             "epoch_seconds": round(time.perf_counter() - self._started, 1)})
         self._save(next_epoch=epoch + 1)
 
     def _save(self, next_epoch: int) -> None:

@@ -104,7 +104,8 @@ class TrainConfig:
     profile: str = "demo"
     arch: str = "vgg"
     widths: tuple[int, ...] = (32, 64, 128, 256)
-    convs: int = 2
+    convs: int | tuple[int, ...] = 2  # per block, or one count for every block
+    spatial_dropout_from: int = 0    # first block with spatial dropout (earlier ones: none)
     dense: int = 256
     dropout: float = 0.4
     epochs: int = 30
@@ -315,6 +316,11 @@ def _check(p: Params) -> None:
         raise ConfigError("registry.metric must be 'accuracy' or 'macro_f1'")
     if p.train.balance not in ("class_weights", "none"):
         raise ConfigError("train.balance must be 'class_weights' or 'none'")
+    convs = p.train.convs if isinstance(p.train.convs, tuple) else (p.train.convs,)
+    if any(not isinstance(c, int) or c < 1 for c in convs) or (
+            isinstance(p.train.convs, tuple) and len(convs) != len(p.train.widths)):
+        raise ConfigError("train.convs must be a count >= 1, or one count per entry of "
+                          "train.widths")
     if p.train.mixed_precision not in ("auto", "on", "off"):
         raise ConfigError("train.mixed_precision must be auto, on or off")
     if p.pipelines.drift_action not in ("alert", "retrain"):

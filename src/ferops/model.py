@@ -17,20 +17,27 @@ def _conv_bn(x, filters: int, stride: int = 1, name: str = ""):
     return layers.Activation("relu", name=f"{name}relu")(x)
 
 
-def build_vgg(n_classes: int, size: int, widths: tuple[int, ...], convs: int, dense: int,
-              dropout: float) -> keras.Model:
+def per_block(convs: int | tuple[int, ...], n_blocks: int) -> tuple[int, ...]:
+    """One conv count per block: a single count applies to every block."""
+    return tuple(convs) if isinstance(convs, (tuple, list)) else (convs,) * n_blocks
+
+
+def build_vgg(n_classes: int, size: int, widths: tuple[int, ...], convs, dense: int,
+              dropout: float, spatial_dropout_from: int = 0) -> keras.Model:
     """VGG-style: per block `convs` x (conv3x3-BN-ReLU), 2x2 max-pool; flatten; dense head.
 
     Flatten, not global pooling: where a feature is (brows above eyes, mouth below) is the
     signal in expression recognition, and pooling it away made training far slower here.
+    `convs` may differ per block: on a CPU the 48x48 block costs the most time per parameter.
     """
     inputs = keras.Input((size, size, 1), name="pixels")
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)  # the one place scaling happens
-    for b, width in enumerate(widths):
-        for c in range(convs):
+    for b, (width, n) in enumerate(zip(widths, per_block(convs, len(widths)), strict=True)):
+        for c in range(n):
             x = _conv_bn(x, width, name=f"b{b}c{c}_")
         x = layers.MaxPooling2D(name=f"b{b}_pool")(x)
-        x = layers.SpatialDropout2D(dropout / 4, name=f"b{b}_drop")(x) if dropout else x
+        if dropout and b >= spatial_dropout_from:
+            x = layers.SpatialDropout2D(dropout / 4, name=f"b{b}_drop")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(dense, use_bias=False, name="fc")(x)
     x = layers.BatchNormalization(name="fc_bn")(x)
@@ -54,14 +61,16 @@ def _res_block(x, filters: int, stride: int, name: str):
     return layers.Activation("relu", name=f"{name}out")(y)
 
 
-def build_resnet(n_classes: int, size: int, widths: tuple[int, ...], convs: int, dense: int,
-                 dropout: float) -> keras.Model:
-    """A small ResNet: a stem, then per width `convs` residual blocks, stride 2 between widths."""
+def build_resnet(n_classes: int, size: int, widths: tuple[int, ...], convs, dense: int,
+                 dropout: float, spatial_dropout_from: int = 0) -> keras.Model:
+    """A small ResNet: a stem, then per width `convs` residual blocks, stride 2 between widths.
+
+    (No spatial dropout: spatial_dropout_from is accepted for a uniform builder signature.)"""
     inputs = keras.Input((size, size, 1), name="pixels")
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
     x = _conv_bn(x, widths[0], name="stem_")
-    for s, width in enumerate(widths):
-        for b in range(convs):
+    for s, (width, n) in enumerate(zip(widths, per_block(convs, len(widths)), strict=True)):
+        for b in range(n):
             x = _res_block(x, width, 2 if (b == 0 and s > 0) else 1, name=f"s{s}b{b}_")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="fc_drop")(x)
@@ -75,9 +84,10 @@ def build_resnet(n_classes: int, size: int, widths: tuple[int, ...], convs: int,
 BUILDERS = {"vgg": build_vgg, "resnet": build_resnet}
 
 
-def build_model(arch: str, n_classes: int, size: int, widths: tuple[int, ...], convs: int,
-                dense: int, dropout: float) -> keras.Model:
+def build_model(arch: str, n_classes: int, size: int, widths: tuple[int, ...], convs,
+                dense: int, dropout: float, spatial_dropout_from: int = 0) -> keras.Model:
     """Build one of BUILDERS by name."""
     if arch not in BUILDERS:
         raise ValueError(f"unknown architecture '{arch}' (choose from {', '.join(BUILDERS)})")
-    return BUILDERS[arch](n_classes, size, tuple(widths), convs, dense, dropout)
+    return BUILDERS[arch](n_classes, size, tuple(widths), convs, dense, dropout,
+                          spatial_dropout_from)

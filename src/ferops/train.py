@@ -121,7 +121,7 @@ def train_model(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path,
             log.info("resuming from %s at epoch %d", resume_dir, initial_epoch + 1)
         else:
             model = build_model(cfg.arch, n_classes, x_train.shape[1], cfg.widths, cfg.convs,
-                                cfg.dense, cfg.dropout)
+                                cfg.dense, cfg.dropout, cfg.spatial_dropout_from)
             compile_model(model, cfg, steps)
             initial_epoch, history = 0, []
             best_path.unlink(missing_ok=True)  # a stale best of some other run
