@@ -5,10 +5,12 @@
 
 It starts `bentoml serve` on 127.0.0.1 with the current champion, then measures:
   * in-process batched throughput of the same model (ferops.inference, batch 128);
-  * /classify at a fixed 200 requests/s (open loop, latency measured from the scheduled
-    send time, so a stalled server cannot hide its queueing): p99, after a warm-up;
-  * /classify with one face per request at concurrency 1, 8, 32, 64 (closed loop):
-    throughput and p50/p95/p99 latency; the served/in-process throughput ratio;
+  * for each batcher in --batching (eager, then BentoML's own, by default), each in its own
+    server process:
+    - /classify at a fixed 200 requests/s (open loop, latency measured from the scheduled
+      send time, so a stalled server cannot hide its queueing): p99, after a warm-up;
+    - /classify with one face per request at concurrency 1, 8, 32, 64 (closed loop):
+      throughput and p50/p95/p99 latency; the served/in-process throughput ratio;
   * /analyze on a 640x480 JPEG with one face: requests/s;
   * the camera client headless on a 640x480 one-face video through the service: frames/s.
 The load generator (aiohttp) runs on the same 2 cores as the server, so served figures are
@@ -220,6 +222,9 @@ def main() -> int:
     parser.add_argument("--max-latency-ms", type=int,
                         help="override serving.batch_max_latency_ms")
     parser.add_argument("--skip-camera", action="store_true")
+    parser.add_argument("--batching", default="eager,bentoml",
+                        help="serving.batching values to measure one after the other, side "
+                             "by side in this run; the first gives the headline figures")
     parser.add_argument("--from-artifacts", type=Path, metavar="PROJECT",
                         help="serve PROJECT/artifacts/model instead of the store's champion "
                              "(e.g. the folder kept by accuracy.py --keep)")
@@ -229,39 +234,52 @@ def main() -> int:
         use_artifacts(args.from_artifacts, Path(tempfile.mkdtemp(prefix="ferops-bento-")))
     local = inprocess(args.seconds)
     print("in-process:", local, flush=True)
-    log = Path(tempfile.mkdtemp()) / "serve.log"
     overrides = {k: v for k, v in (("workers", args.workers),
                                    ("batch_max_latency_ms", args.max_latency_ms)) if v}
-    proc = start_server(args.port, log, overrides)
-    url = f"http://127.0.0.1:{args.port}"
     body = {"crops": [one_crop()]}
-    try:
-        # The fixed-rate test runs first, after a discarded warm-up at the same rate: BentoML's
-        # batcher learns its batching wait from recent waits, so a preceding overload
-        # (concurrency 64) would inflate latency here for a minute (a steady state is wanted).
-        asyncio.run(open_loop(url + "/classify", body, 200, 5))
-        fixed = asyncio.run(open_loop(url + "/classify", body, 200, args.seconds))
-        print("classify at 200/s:", fixed, flush=True)
-        served = []
-        for c in (1, 8, 32, 64):
-            served.append(asyncio.run(closed_loop(url + "/classify", body, c, args.seconds)))
-            print("classify:", served[-1], flush=True)
-        buf = io.BytesIO()
-        from PIL import Image
-        Image.fromarray(face_frame()[..., ::-1]).save(buf, "JPEG", quality=90)
-        analyze = asyncio.run(analyze_rate(url + "/analyze", buf.getvalue(), 4, args.seconds))
-        print("analyze:", analyze, flush=True)
-        camera = {} if args.skip_camera else camera_fps(url, args.frames)
-        print("camera:", camera, flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    best = max(s["requests_per_s"] for s in served)
+    runs = {}
+    for i, batching in enumerate(args.batching.split(",")):
+        settings = overrides | {"batching": batching}
+        log = Path(tempfile.mkdtemp()) / "serve.log"
+        proc = start_server(args.port, log, settings)
+        url = f"http://127.0.0.1:{args.port}"
+        try:
+            run = runs[batching] = {"serving_overrides": settings}
+            # The fixed-rate test runs first, after a discarded warm-up at the same rate:
+            # BentoML's batcher learns its batching wait from recent waits, so a preceding
+            # overload (concurrency 64) would inflate latency here for a minute.
+            asyncio.run(open_loop(url + "/classify", body, 200, 5))
+            run["classify_200rps"] = asyncio.run(
+                open_loop(url + "/classify", body, 200, args.seconds))
+            print(batching, "classify at 200/s:", run["classify_200rps"], flush=True)
+            run["classify_closed_loop"] = []
+            for c in (1, 8, 32, 64):
+                run["classify_closed_loop"].append(
+                    asyncio.run(closed_loop(url + "/classify", body, c, args.seconds)))
+                print(batching, "classify:", run["classify_closed_loop"][-1], flush=True)
+            best = max(s["requests_per_s"] for s in run["classify_closed_loop"])
+            run["served_over_inprocess"] = round(best / local["faces_per_s_batch128"], 3)
+            if i:  # analyze and the camera do not use the batcher: measured once
+                continue
+            buf = io.BytesIO()
+            from PIL import Image
+            Image.fromarray(face_frame()[..., ::-1]).save(buf, "JPEG", quality=90)
+            analyze = asyncio.run(analyze_rate(url + "/analyze", buf.getvalue(), 4,
+                                               args.seconds))
+            print("analyze:", analyze, flush=True)
+            camera = {} if args.skip_camera else camera_fps(url, args.frames)
+            print("camera:", camera, flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    main_run = runs[args.batching.split(",")[0]]
     result = {
-        "in_process": local, "classify_closed_loop": served, "classify_200rps": fixed,
+        "in_process": local, "classify_closed_loop": main_run["classify_closed_loop"],
+        "classify_200rps": main_run["classify_200rps"],
         "analyze_640x480": analyze, "camera_headless_640x480": camera,
-        "served_over_inprocess": round(best / local["faces_per_s_batch128"], 3),
-        "serving_overrides": overrides, "targets": TARGETS,
+        "served_over_inprocess": main_run["served_over_inprocess"],
+        "serving_overrides": main_run["serving_overrides"], "targets": TARGETS,
+        "batchers_side_by_side": runs,
         "note": "load generator and server share the same cores",
     }
     print(write_result(args.out, result).read_text())

@@ -152,8 +152,9 @@ class ServingConfig:
     max_faces: int = 20               # faces reported per /analyze request (largest first)
     detect_max_side: int = 480        # /analyze detects on photos downscaled to this side
     max_body_mb: float = 8.0          # larger request bodies get 413
+    batching: str = "eager"           # eager: no deliberate wait | bentoml: BentoML's cork
     batch_max_size: int = 128         # adaptive batching: most crops in one model call
-    batch_max_latency_ms: int = 1000  # queue deadline: past it BentoML sheds load with 503
+    batch_max_latency_ms: int = 1000  # queue deadline: past it the service sheds load with 503
     reload_poll_s: float = 10.0       # how often the service looks for a new champion (0: off)
     api_key_env: str = "FEROPS_API_KEY"  # auth is on when this environment variable is set
     record_stats: bool = False        # opt-in: log prediction statistics (never images)
@@ -325,6 +326,8 @@ def _check(p: Params) -> None:
         raise ConfigError("train.mixed_precision must be auto, on or off")
     if p.pipelines.drift_action not in ("alert", "retrain"):
         raise ConfigError("pipelines.drift_action must be 'alert' or 'retrain'")
+    if p.serving.batching not in ("eager", "bentoml"):
+        raise ConfigError("serving.batching must be 'eager' or 'bentoml'")
     if min(p.serving.max_crops, p.serving.max_faces, p.serving.batch_max_size) < 1:
         raise ConfigError("serving.max_crops, max_faces and batch_max_size must be >= 1")
     if any(s not in SPLITS for s in p.validate.required_splits):

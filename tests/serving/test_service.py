@@ -85,8 +85,7 @@ def test_concurrent_requests_are_batched(server: Server):
     def batches_so_far() -> float:
         text = requests.get(server.url + "/metrics", timeout=5).text
         counts = [float(line.split()[-1]) for line in text.splitlines()
-                  if line.startswith("bentoml_service_adaptive_batch_size_count")
-                  and 'method_name="classify"' in line]
+                  if line.startswith("ferops_classify_batch_size_count")]
         return sum(counts)
 
     before = batches_so_far()
