@@ -64,3 +64,24 @@ def test_serving_camera_and_pipelines_sections():
     raw["serving"]["max_crops"] = 0
     with pytest.raises(ConfigError, match="max_crops"):
         parse_params(raw)
+
+
+@pytest.mark.parametrize("convs, ok", [
+    (2, True), ([1, 2, 2, 2], True), ([1, 2], False), ([1, 0, 2, 2], False), (0, False)])
+def test_conv_counts_are_one_per_block_or_one_for_all(convs, ok):
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["train"] = {"profile": "cpu", "convs": convs}  # cpu: four widths
+    if ok:
+        assert parse_params(raw).train.convs == (tuple(convs) if isinstance(convs, list)
+                                                 else convs)
+    else:
+        with pytest.raises(ConfigError, match="train.convs"):
+            parse_params(raw)
+
+
+def test_batching_mode_is_checked():
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    assert parse_params(raw).serving.batching == "eager"
+    raw["serving"]["batching"] = "lazy"
+    with pytest.raises(ConfigError, match="serving.batching"):
+        parse_params(raw)
