@@ -72,6 +72,9 @@ def _error(status: int, message: str) -> JSONResponse:
                  logging={"access": {"enabled": CFG.access_log}})
 class EmotionService:
     def __init__(self) -> None:
+        if CFG.model_threads > 0:
+            import tensorflow as tf  # before any model exists: TF fixes its pools on first use
+            tf.config.threading.set_intra_op_parallelism_threads(CFG.model_threads)
         self.slot = SLOT
         self.stats = StatsRecorder(Path(CFG.stats_path)) if CFG.record_stats else None
         self.batcher = EagerBatcher(self._classify_batch, CFG.batch_max_size,
@@ -140,8 +143,12 @@ class EmotionService:
                   "max_body_mb": CFG.max_body_mb, "crop_size": SIZE}
         if predictor is None:
             return {"ready": False, "reason": self.slot.reason, "limits": limits}
+        import tensorflow as tf  # loaded already: a model is being served
+        runtime = {"batching": CFG.batching, "workers": CFG.workers,
+                   "model_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+                   "batches_here": self.batcher.batches, "crops_here": self.batcher.items}
         return {"ready": True, **predictor.info, "limits": limits,
-                "record_stats": bool(self.stats)}
+                "record_stats": bool(self.stats), "runtime": runtime}
 
     @bentoml.api
     def reload(self) -> dict:

@@ -147,6 +147,7 @@ class ServingConfig:
     port: int = 3000
     bento_model: str = "ferops-emotion"  # BentoML model store name the champion is exported to
     workers: int = 1                  # server processes (each holds one copy of the model)
+    model_threads: int = 0            # TensorFlow threads per model call (0: all cores)
     access_log: bool = False          # BentoML's per-request access log (costs throughput)
     max_crops: int = 64               # face crops per /classify request
     max_faces: int = 20               # faces reported per /analyze request (largest first)

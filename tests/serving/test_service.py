@@ -57,6 +57,8 @@ def test_endpoints_answer_with_the_champion(server: Server, served: dict):
     assert 0 <= info["metrics"]["test_accuracy"] <= 1 and info["trained_at"].endswith("Z")
     assert info["data_version"]["data_md5"].endswith(".dir")
     assert info["limits"]["max_crops"] == LIMITS["max_crops"]
+    assert info["runtime"]["batching"] == "eager"
+    assert info["runtime"]["model_threads"] == LIMITS["model_threads"]  # applied to TF
 
     sent = crops(3)
     got = post_json(server.url + "/classify", {"crops": sent})
