@@ -36,7 +36,7 @@ from ferops.errors import DataError
 from ferops.inference import StatsRecorder, analyze_image
 from serving.batcher import EagerBatcher, OverloadedError
 from serving.guard import Guard
-from serving.slot import ModelSlot
+from serving.slot import ModelSlot, ReloadSignal
 
 log = logging.getLogger("ferops.serving")
 
@@ -85,8 +85,15 @@ class EmotionService:
         gc.freeze()
         if self.slot.predictor is None:
             log.warning("not ready: %s", self.slot.reason)
-        if CFG.reload_poll_s > 0:
-            self.slot.watch(CFG.reload_poll_s)
+        # With several workers a /reload reaches one of them; the signal tells the others.
+        self.signal = ReloadSignal(CFG.workers) if CFG.workers > 1 else None
+        if CFG.reload_poll_s > 0 or self.signal:
+            self.slot.watch(CFG.reload_poll_s, self.signal)
+
+    @bentoml.on_shutdown
+    def _leave(self) -> None:
+        if self.signal:
+            self.signal.leave()
 
     def __is_ready__(self) -> bool:
         return self.slot.predictor is not None
@@ -144,7 +151,8 @@ class EmotionService:
         if predictor is None:
             return {"ready": False, "reason": self.slot.reason, "limits": limits}
         import tensorflow as tf  # loaded already: a model is being served
-        runtime = {"batching": CFG.batching, "workers": CFG.workers,
+        runtime = {"batching": CFG.batching, "workers": CFG.workers, "pid": os.getpid(),
+                   "bento_tag": self.slot.tag,
                    "model_threads": tf.config.threading.get_intra_op_parallelism_threads(),
                    "batches_here": self.batcher.batches, "crops_here": self.batcher.items}
         return {"ready": True, **predictor.info, "limits": limits,
@@ -155,9 +163,16 @@ class EmotionService:
         """Swap in a newly promoted champion now instead of at the next poll."""
         swapped = self.slot.refresh()
         predictor = self.slot.predictor
-        return {"swapped": swapped, "bento_tag": self.slot.tag,
-                "model_version": predictor.version if predictor else None,
-                "ready": predictor is not None}
+        answer = {"swapped": swapped, "bento_tag": self.slot.tag,
+                  "model_version": predictor.version if predictor else None,
+                  "ready": predictor is not None, "workers": CFG.workers,
+                  "workers_on_this_model": 1}
+        if self.signal:
+            self.signal.ack(self.slot.tag)
+            self.signal.bump()
+            # Answer once every worker serves this model (loading one takes seconds).
+            answer["workers_on_this_model"] = self.signal.wait_all(self.slot.tag, 60)
+        return answer
 
 
 EmotionService.add_asgi_middleware(Guard, slot=SLOT, max_body=int(CFG.max_body_mb * 2**20),

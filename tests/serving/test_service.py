@@ -262,3 +262,47 @@ def test_bentoml_build_packs_service_and_champion(served: dict, tmp_path: Path):
     spec = yaml.safe_load((bento / "bento.yaml").read_text())
     # BentoML 1.4 records the model by tag; export/containerize ship it with the Bento.
     assert [m["tag"].split(":")[0] for m in spec["models"]] == ["ferops-emotion"]
+
+
+NEW_EXPORT = """
+import shutil
+from pathlib import Path
+
+import bentoml
+
+src = bentoml.models.get("ferops-emotion:latest")
+with bentoml.models.create("ferops-emotion", module=src.info.module,
+                           metadata=dict(src.info.metadata)) as model:
+    shutil.copytree(Path(src.path) / "mlflow_model", Path(model.path) / "mlflow_model")
+print(model.tag)
+"""
+
+
+def test_a_reload_reaches_every_worker(served: dict, tmp_path: Path):
+    """Two worker processes, no store polling: one /reload moves both to the new export."""
+    import yaml
+    raw = yaml.safe_load(Path(served["params"]).read_text())
+    raw["serving"].update(workers=2, model_threads=1, reload_poll_s=0)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    store = tmp_path / "bentoml"
+    shutil.copytree(served["env"]["BENTOML_HOME"], store)
+    env = {**served["env"], "FEROPS_PARAMS": str(params), "BENTOML_HOME": str(store)}
+    srv = Server(env, tmp_path / "serve.log")
+    try:
+        srv.wait_live()
+        deadline = time.monotonic() + 60
+        while requests.get(srv.url + "/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "not ready"
+            time.sleep(0.5)
+        old = post_json(srv.url + "/info", {}).json()["runtime"]["bento_tag"]
+        new = subprocess.run([str(BIN / "python"), "-c", NEW_EXPORT], env=env, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        assert new != old
+        answer = post_json(srv.url + "/reload", {}, timeout=90).json()
+        assert answer["swapped"] is True and answer["bento_tag"] == new
+        assert answer["workers"] == 2 and answer["workers_on_this_model"] == 2
+        seen = [post_json(srv.url + "/info", {}).json()["runtime"] for _ in range(20)]
+        assert {r["bento_tag"] for r in seen} == {new}  # no worker left on the old model
+    finally:
+        srv.stop()
