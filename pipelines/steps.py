@@ -152,8 +152,10 @@ def promote(root: Path, timeout_s: float) -> dict:
 
 
 @task(name="reload-service", retries=2, retry_delay_seconds=5)
-def reload_service(url: str, api_key_env: str, timeout_s: float = 15.0) -> str:
-    """POST {url}/reload so the service swaps in the new champion now (it also polls)."""
+def reload_service(url: str, api_key_env: str, timeout_s: float = 90.0) -> str:
+    """POST {url}/reload so the service swaps in the new champion now (it also polls).
+
+    The answer comes once every worker serves the new model: loading takes seconds."""
     headers = {"Content-Type": "application/json"}
     if key := os.environ.get(api_key_env):
         headers["Authorization"] = f"Bearer {key}"
