@@ -97,6 +97,7 @@ class AugmentConfig:
 @dataclass(frozen=True)
 class EncodeConfig:
     class_weights: str = "balanced"
+    max_class_weight: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,9 @@ def _check(p: Params) -> None:
         raise ConfigError("augment.multiplier must be >= 1")
     if p.encode.class_weights not in ("balanced", "none"):
         raise ConfigError("encode.class_weights must be 'balanced' or 'none'")
+    if not p.encode.max_class_weight >= 1.0:
+        raise ConfigError("encode.max_class_weight must be at least 1.0 (1.0 = no weighting "
+                          f"above the average), got {p.encode.max_class_weight}")
     if p.train.arch not in ("vgg", "resnet") or p.train.optimizer not in ("adamw", "sgd"):
         raise ConfigError("train.arch must be vgg|resnet and train.optimizer adamw|sgd")
     if p.registry.metric not in ("accuracy", "macro_f1"):

@@ -68,7 +68,8 @@ def test_new_faces_in_the_drop_folder_reach_the_next_repro(clone: Path):
     run(["dvc", "repro", "encode"], clone)
     report = json.loads((clone / "artifacts/ingest/report.json").read_text())
     assert report["n_kept"] == before + 3
-    assert report["per_source"]["incoming"] == {"read": 4, "accepted": 3, "quarantined": 1}
+    assert report["per_source"]["incoming"] == {"read": 4, "accepted": 3, "quarantined": 1,
+                                                 "excluded": 0}
     run(["dvc", "add", "-q", "data"], clone)  # version the new raw data
     assert "up to date" in run(["dvc", "status", "data.dvc", *DATA_STAGES], clone).stdout.lower()
 

@@ -58,7 +58,7 @@ def fer_dir(tmp_path_factory) -> Path:
 
 def test_fer2013_rows_through_every_stage(fer_dir: Path):
     src = SourceConfig(name="fer2013", kind="fer2013", path="fer2013.csv")
-    table, quarantine, removed, report = ingest([src], IngestConfig(), FacesConfig(), fer_dir)
+    table, quarantine, removed, report, _ = ingest([src], IngestConfig(), FacesConfig(), fer_dir)
     assert quarantine.empty
     assert report["per_source"]["fer2013"]["read"] == len(ROWS)
     # FER2013 has exact duplicates; a val copy of a test image is removed, the test set is kept
@@ -89,12 +89,18 @@ def test_fer2013_rows_through_every_stage(fer_dir: Path):
 def test_ferplus_majority_labels_join_on_row_position(fer_dir: Path):
     src = SourceConfig(name="ferplus", kind="ferplus", path="fer2013.csv",
                        votes="fer2013new.csv")
-    table, quarantine, removed, report = ingest([src], IngestConfig(), FacesConfig(), fer_dir)
-    assert len(table) + len(quarantine) + len(removed) == len(ROWS)
+    table, quarantine, removed, report, excluded = ingest([src], IngestConfig(), FacesConfig(),
+                                                         fer_dir)
+    assert len(table) + len(quarantine) + len(removed) + len(excluded) == len(ROWS)
     assert len(table) > 0.7 * len(ROWS)
-    reasons = set(quarantine["reason"].str.split(" \\(").str[0])
+    # FER+'s protocol (no majority, unknown, not a face) excludes rows; none of it is
+    # quarantine, which is for damaged rows and would trip validate's 5 % ceiling.
+    assert len(excluded) > 0 and report["n_excluded"] == len(excluded)
+    reasons = set(excluded["reason"].str.split(" \\(").str[0])
     assert reasons <= {"FER+: no clear majority", "FER+: not a face",
                        "FER+: majority vote is 'unknown'", "FER+: majority vote is 'NF'"}
+    assert not quarantine["reason"].str.startswith("FER+").any()
+    assert report["per_source"]["ferplus"]["excluded"] == len(excluded)
     # Row 0: FER2013 says angry; FER+ votes for it are checked against the file itself.
     votes = (fer_dir / "fer2013new.csv").read_text().splitlines()
     header, first = votes[0].split(","), votes[1].split(",")

@@ -26,6 +26,7 @@ def test_unknown_key_is_named():
     ({"classes": {"names": ["happy", "sad"], "merge": {"angry": "fear"}}}, "merge"),
     ({"ingest": {"sources": ["nope"]}}, "not in ingest.catalog"),
     ({"augment": {"multiplier": 0}}, "multiplier"),
+    ({"encode": {"max_class_weight": 0.5}}, "max_class_weight"),
 ])
 def test_inconsistent_params_fail_clearly(patch, message):
     raw = yaml.safe_load((PROJECT / "params.yaml").read_text())

@@ -24,7 +24,8 @@ def folder(name: str, path: str, faces: str = "crop", optional: bool = False) ->
 
 def test_folder_with_train_test_gets_val_carved_from_train(write_folder_dataset, tmp_path):
     write_folder_dataset("data/set", {"happy": 30, "sad": 30})
-    table, quarantine, removed, report = ingest([folder("set", "data/set")], CFG, FACES, tmp_path)
+    table, quarantine, removed, report, _ = ingest([folder("set", "data/set")], CFG, FACES,
+                                                   tmp_path)
     assert len(table) == 120 and quarantine.empty and removed.empty
     splits = table.meta["split"].value_counts()
     assert splits["test"] == 60  # the source's own test split is kept as is
@@ -72,7 +73,7 @@ def make_bad_drop_folder(root: Path, rng) -> dict[str, str]:
 
 def test_bad_files_are_quarantined_with_reasons_and_good_ones_kept(tmp_path, rng):
     expected = make_bad_drop_folder(tmp_path, rng)
-    table, quarantine, _, report = ingest([folder("incoming", "data/incoming", "auto")], CFG,
+    table, quarantine, _, report, _ = ingest([folder("incoming", "data/incoming", "auto")], CFG,
                                           FACES, tmp_path)
     assert sorted(table.meta["origin"]) == [f"data/incoming/happy/ok_{i}.png" for i in range(4)]
     reasons = dict(zip(quarantine["origin"], quarantine["reason"], strict=True))
@@ -86,7 +87,7 @@ def test_bad_files_are_quarantined_with_reasons_and_good_ones_kept(tmp_path, rng
     part.write_bytes(png_bytes(noise_image(rng)))
     part.rename(part.with_suffix(""))
     (tmp_path / "data/incoming/happy/corrupt.png").write_bytes(png_bytes(noise_image(rng)))
-    table, quarantine, _, report = ingest([folder("incoming", "data/incoming", "auto")], CFG,
+    table, quarantine, _, report, _ = ingest([folder("incoming", "data/incoming", "auto")], CFG,
                                           FACES, tmp_path)
     assert len(table) == 6 and report["n_pending"] == 0
     assert "data/incoming/happy/corrupt.png" not in set(quarantine["origin"])
@@ -171,7 +172,7 @@ def test_duplicates_leakage_and_conflicts(tmp_path, rng):
         for i, img in enumerate(images):
             (tmp_path / "set" / rel / f"{i}.png").write_bytes(png_bytes(img))
     cfg = IngestConfig(val_fraction=0.0, test_fraction=0.0, protect_splits=("test",))
-    table, quarantine, removed, report = ingest([folder("set", "set")], cfg, FACES, tmp_path)
+    table, quarantine, removed, report, _ = ingest([folder("set", "set")], cfg, FACES, tmp_path)
     kinds = dict(zip(removed["origin"], removed["kind"], strict=True))
     assert kinds == {"set/train/happy/1.png": "duplicate", "set/train/happy/2.png": "leakage"}
     # c is happy in train but sad in test; d is sad in train but angry (twice) in test:

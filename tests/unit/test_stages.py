@@ -86,6 +86,9 @@ def test_balanced_class_weights_by_hand():
     y = np.array([0, 0, 0, 1])  # n=4, k=2: w0 = 4/(2*3), w1 = 4/(2*1)
     np.testing.assert_allclose(compute_class_weights(y, 2, "balanced"), [2 / 3, 2.0])
     np.testing.assert_allclose(compute_class_weights(y, 2, "none"), [1.0, 1.0])
+    # The cap bounds a rare class's weight and leaves the others as they are.
+    np.testing.assert_allclose(compute_class_weights(y, 2, "balanced", max_weight=1.5),
+                               [2 / 3, 1.5])
     with pytest.raises(DataError, match="no training images"):
         compute_class_weights(y, 3, "balanced")
 

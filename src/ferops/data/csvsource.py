@@ -125,9 +125,16 @@ def read_ferplus(path: Path, votes_path: Path, root: Path, min_share: float) -> 
         verdict = labels.get(row, "FER+ has no usable vote row for it")
         if verdict in FERPLUS_EMOTIONS.values():
             out.add(image, verdict, split, origin)
+        elif verdict.startswith(FERPLUS_PROTOCOL):
+            out.exclude(origin, verdict)
         else:
             out.refuse(origin, verdict)
     return out
+
+
+# Verdicts that are FER+'s labelling protocol at work, not damaged rows.
+FERPLUS_PROTOCOL = ("FER+: no clear majority", "FER+: majority vote is",
+                    "FER+: not a face (dropped by FER+)")
 
 
 def ferplus_labels(votes: pd.DataFrame, min_share: float) -> dict[int, str]:

@@ -37,15 +37,22 @@ def map_labels(labels: pd.Series, classes: ClassesConfig) -> np.ndarray:
     return mapped.astype(np.int64)
 
 
-def compute_class_weights(y: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
-    """balanced: n / (k * n_c), so every class carries the same total weight in the loss."""
+def compute_class_weights(y: np.ndarray, n_classes: int, mode: str,
+                          max_weight: float | None = None) -> np.ndarray:
+    """balanced: n / (k * n_c), so every class carries the same total weight in the loss.
+
+    max_weight caps it: with a class of ~100 images among 25,000 (FER+ contempt, disgust)
+    the balanced weight is ~30, so a handful of images would dominate the gradient noise
+    and pull predictions towards classes the test set barely has.
+    """
     if mode == "none":
         return np.ones(n_classes)
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     if (counts == 0).any():
         missing = np.flatnonzero(counts == 0).tolist()
         raise DataError(f"class ids {missing} have no training images: cannot weight them")
-    return len(y) / (n_classes * counts)
+    weights = len(y) / (n_classes * counts)
+    return weights if max_weight is None else np.minimum(weights, max_weight)
 
 
 def build_label_map(classes: ClassesConfig, faces: FacesConfig) -> dict:
@@ -60,7 +67,8 @@ def build_label_map(classes: ClassesConfig, faces: FacesConfig) -> dict:
     }
 
 
-def encode(images: np.ndarray, meta: pd.DataFrame, classes: ClassesConfig, weights_mode: str
+def encode(images: np.ndarray, meta: pd.DataFrame, classes: ClassesConfig, weights_mode: str,
+           max_weight: float | None = None
            ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, dict]:
     """-> ({split: (x (N, S, S, 1) uint8, y (N,) int64)}, class weights (K,), summary)."""
     ids = map_labels(meta["label"], classes)
@@ -70,7 +78,8 @@ def encode(images: np.ndarray, meta: pd.DataFrame, classes: ClassesConfig, weigh
     for split in SPLITS:
         rows = np.flatnonzero(keep & (meta["split"].to_numpy() == split))
         splits[split] = (images[rows][..., None], ids[rows])
-    weights = compute_class_weights(splits["train"][1], len(classes.names), weights_mode)
+    weights = compute_class_weights(splits["train"][1], len(classes.names), weights_mode,
+                                    max_weight)
     summary = {
         "counts": {s: {c: int((y == i).sum()) for i, c in enumerate(classes.names)}
                    for s, (_, y) in splits.items()},
@@ -105,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         images, meta = load_arrays(args.src)
         splits, weights, summary = encode(images, meta, params.classes,
-                                          params.encode.class_weights)
+                                          params.encode.class_weights,
+                                          params.encode.max_class_weight)
         write_dataset(args.out, splits, weights, build_label_map(params.classes, params.faces),
                       summary)
         log.info("encoded %s over %d classes -> %s",

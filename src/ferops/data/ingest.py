@@ -2,7 +2,9 @@
 
 Exact duplicates are removed, the same image in two splits (leakage) is reported and kept
 only in the evaluation split, and an image labelled two ways is quarantined. Every file or
-row that is not kept is listed with a reason: nothing is dropped silently.
+row that is not kept is listed with a reason: nothing is dropped silently. Rows a source's
+own labelling protocol leaves unlabelled (FER+ votes without a majority) are listed apart, in
+excluded.csv: they are not damaged, so they do not count as quarantine.
 
     python -m ferops.data.ingest [--params params.yaml] [--out artifacts/ingest]
 """
@@ -13,6 +15,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -126,40 +129,53 @@ def refuse_blank(read: SourceRead, min_std: float) -> None:
             setattr(read, name, [values[i] for i in keep])
 
 
+class Ingested(NamedTuple):
+    table: ImageTable
+    quarantine: pd.DataFrame   # origin, source, reason: damaged or contradictory rows
+    removed: pd.DataFrame      # duplicates and leaked copies
+    report: dict
+    excluded: pd.DataFrame     # origin, source, reason: left unlabelled by the source's protocol
+
+
 def ingest(sources: list, cfg: IngestConfig, faces: FacesConfig, root: Path,
-           min_std: float = 0.0) -> tuple[ImageTable, pd.DataFrame, pd.DataFrame, dict]:
-    """Read every source; return (table, quarantine, removed duplicates, report).
+           min_std: float = 0.0) -> Ingested:
+    """Read every source; return (table, quarantine, removed duplicates, report, excluded).
 
     Images whose pixel std is below min_std are blank and quarantined (the validate
     stage's own blank-image expectation uses the same threshold as a second guard).
     """
-    frames, images, quarantine, pending, per_source = [], [], [], [], {}
+    frames, images, quarantine, excluded, pending, per_source = [], [], [], [], [], {}
     for src in sources:
         read = read_source(src, faces, root, cfg.ferplus_min_share)
         refuse_blank(read, min_std)
         frames.append(build_frame(read, src.name, cfg))
         images += read.images
         quarantine += [{**q, "source": src.name} for q in read.quarantine]
+        excluded += [{**q, "source": src.name} for q in read.excluded]
         pending += read.pending
-        per_source[src.name] = {"read": len(read.images) + len(read.quarantine),
-                                "accepted": len(read.images), "quarantined": len(read.quarantine)}
+        per_source[src.name] = {
+            "read": len(read.images) + len(read.quarantine) + len(read.excluded),
+            "accepted": len(read.images), "quarantined": len(read.quarantine),
+            "excluded": len(read.excluded)}
     meta = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     keep, removed, refused = resolve_duplicates(meta, cfg.leakage, cfg.protect_splits)
     quarantine += refused
     kept = ImageTable(meta[keep].reset_index(drop=True),
                       [img for img, k in zip(images, keep, strict=True) if k])
     qdf = pd.DataFrame(quarantine, columns=["origin", "source", "reason"])
-    report = build_report(kept, qdf, removed, pending, per_source)
-    return kept, qdf, removed, report
+    xdf = pd.DataFrame(excluded, columns=["origin", "source", "reason"])
+    report = build_report(kept, qdf, removed, pending, per_source, xdf)
+    return Ingested(kept, qdf, removed, report, xdf)
 
 
 def build_report(table: ImageTable, quarantine: pd.DataFrame, removed: pd.DataFrame,
-                 pending: list[str], per_source: dict) -> dict:
+                 pending: list[str], per_source: dict, excluded: pd.DataFrame) -> dict:
     """The JSON summary a person (and the validate stage) reads."""
     counts = table.meta.groupby(["split", "label"]).size()
     return {
         "n_kept": len(table),
         "n_quarantined": len(quarantine),
+        "n_excluded": len(excluded),
         "n_duplicates_removed": int((removed["kind"] == "duplicate").sum()),
         "n_leakage_removed": int((removed["kind"] == "leakage").sum()),
         "n_pending": len(pending),
@@ -168,6 +184,7 @@ def build_report(table: ImageTable, quarantine: pd.DataFrame, removed: pd.DataFr
         "counts": {s: {lab: int(n) for lab, n in counts[s].items()}
                    for s in counts.index.get_level_values(0).unique()},
         "quarantine_reasons": _reason_counts(quarantine),
+        "excluded_reasons": _reason_counts(excluded),
     }
 
 
@@ -178,10 +195,11 @@ def _reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
     return {k: int(v) for k, v in keys.value_counts().items()}
 
 
-def write_outputs(out: Path, table: ImageTable, quarantine: pd.DataFrame,
-                  removed: pd.DataFrame, report: dict) -> None:
+def write_outputs(out: Path, result: Ingested) -> None:
+    table, quarantine, removed, report, excluded = result
     save_table(table, out)
     quarantine.to_csv(out / "quarantine.csv", index=False)
+    excluded.to_csv(out / "excluded.csv", index=False)
     removed.to_csv(out / "duplicates.csv", index=False)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
@@ -194,14 +212,18 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(args) -> None:
         params = load_params(args.params)
-        table, quarantine, removed, report = ingest(
-            params.ingest.selected(), params.ingest, params.faces, args.root,
-            min_std=params.validate.min_std)
-        write_outputs(args.out, table, quarantine, removed, report)
+        result = ingest(params.ingest.selected(), params.ingest, params.faces, args.root,
+                        min_std=params.validate.min_std)
+        write_outputs(args.out, result)
+        report = result.report
         log.info("kept %d images, quarantined %d, removed %d duplicates and %d leaked copies"
-                 "%s -> %s", report["n_kept"], report["n_quarantined"],
+                 "%s%s -> %s", report["n_kept"], report["n_quarantined"],
                  report["n_duplicates_removed"], report["n_leakage_removed"],
+                 f", {report['n_excluded']} excluded by the source's labelling protocol"
+                 if report["n_excluded"] else "",
                  f", {report['n_pending']} pending" if report["n_pending"] else "", args.out)
+        for reason, n in report["excluded_reasons"].items():
+            log.info("excluded %d: %s", n, reason)
         reasons = list(report["quarantine_reasons"].items())
         for reason, n in reasons[:5]:
             log.warning("quarantined %d: %s", n, reason)

@@ -1,4 +1,5 @@
-"""What a source reader returns: accepted images and a quarantine list with reasons."""
+"""What a source reader returns: accepted images, a quarantine list with reasons, and rows
+the source's own labelling protocol leaves without a label (excluded, also with reasons)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ class SourceRead:
     splits: list[str | None] = field(default_factory=list)   # None: the source has no split
     origins: list[str] = field(default_factory=list)
     quarantine: list[dict[str, str]] = field(default_factory=list)
+    # Not broken data: e.g. FER+ faces whose votes have no majority. Listed, not quarantined,
+    # so they neither need review nor count against validate's quarantine ceiling.
+    excluded: list[dict[str, str]] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)          # files still being written
 
     def add(self, image: np.ndarray, label: str, split: str | None, origin: str) -> None:
@@ -26,6 +30,9 @@ class SourceRead:
 
     def refuse(self, origin: str, reason: str) -> None:
         self.quarantine.append({"origin": origin, "reason": reason})
+
+    def exclude(self, origin: str, reason: str) -> None:
+        self.excluded.append({"origin": origin, "reason": reason})
 
 
 def rel_path(path: Path, root: Path) -> str:

@@ -216,9 +216,14 @@ def _md_counts(summary: dict[str, Any]) -> list[str]:
 
 def _md_quarantine(summary: dict[str, Any]) -> list[str]:
     reasons = summary["quarantine_reasons"]
+    excluded = summary.get("n_excluded", 0)
+    note = ([f"{excluded} rows were excluded by their source's own labelling protocol "
+             "(e.g. FER+ votes without a majority); they are listed in "
+             "artifacts/ingest/excluded.csv and do not count as quarantine.", ""]
+            if excluded else [])
     if not reasons:
-        return ["## Quarantine", "", "Nothing was quarantined."]
-    lines = ["## Quarantine", "", "| reason | count | first origins |", "|---|---|---|"]
+        return ["## Quarantine", "", *note, "Nothing was quarantined."]
+    lines = ["## Quarantine", "", *note, "| reason | count | first origins |", "|---|---|---|"]
     lines += [f"| {_cell(r)} | {v['count']} | {_cell(', '.join(v['examples']))} |"
               for r, v in reasons.items()]
     return lines
@@ -273,6 +278,9 @@ def _run(args: Any) -> int:
     table = load_table(args.in_dir)
     quarantine = read_quarantine(args.in_dir / "quarantine.csv")
     report = validate_table(table, quarantine, params.classes, params.validate)
+    excluded = args.in_dir / "excluded.csv"
+    if excluded.is_file():
+        report.summary["n_excluded"] = len(read_quarantine(excluded))
     write_outputs(report, args.out)
     for r in report.failures(critical=False):
         shown = ", ".join(r.offenders[:SHOWN_IN_ERROR]) or r.observed
