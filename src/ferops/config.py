@@ -115,6 +115,9 @@ class TrainConfig:
     lr: float = 0.002
     weight_decay: float = 0.0001
     warmup_epochs: int = 1
+    # Polyak averaging of the weights (0: off). Validation, model selection and the saved
+    # model use the average; training steps use the raw weights.
+    ema_momentum: float = 0.0
     label_smoothing: float = 0.1
     patience: int = 10
     balance: str = "class_weights"   # class_weights | none
@@ -316,6 +319,9 @@ def _check(p: Params) -> None:
     if not p.encode.max_class_weight >= 1.0:
         raise ConfigError("encode.max_class_weight must be at least 1.0 (1.0 = no weighting "
                           f"above the average), got {p.encode.max_class_weight}")
+    if not 0.0 <= p.train.ema_momentum < 1.0:
+        raise ConfigError(f"train.ema_momentum must be in [0, 1) (0: off), got "
+                          f"{p.train.ema_momentum}")
     if p.train.arch not in ("vgg", "resnet") or p.train.optimizer not in ("adamw", "sgd"):
         raise ConfigError("train.arch must be vgg|resnet and train.optimizer adamw|sgd")
     if p.registry.metric not in ("accuracy", "macro_f1"):

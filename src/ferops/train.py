@@ -76,11 +76,12 @@ def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.lr / 10, decay_steps=total - warmup, alpha=0.01,
         warmup_target=cfg.lr, warmup_steps=warmup)
+    ema = {"use_ema": cfg.ema_momentum > 0, "ema_momentum": cfg.ema_momentum or 0.99}
     if cfg.optimizer == "sgd":
         opt = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
-                                   weight_decay=cfg.weight_decay)
+                                   weight_decay=cfg.weight_decay, **ema)
     else:
-        opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+        opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, **ema)
     model.compile(optimizer=opt,
                   loss=keras.losses.CategoricalCrossentropy(
                       from_logits=True, label_smoothing=cfg.label_smoothing),
@@ -128,7 +129,12 @@ def train_model(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path,
     resume_cb = ResumeCheckpoint(resume_dir, cfg.checkpoint_every, fingerprint)
     resume_cb.history = list(history)
     callbacks = [
+        # First: it must save the raw weights (and the averages in the optimizer state)
+        # before SwapEMAWeights puts the averages into the model at the epoch's end.
         resume_cb,
+        # Validation runs on the averaged weights; swap_on_epoch keeps them in the model
+        # through the callbacks below, so ModelCheckpoint saves what was validated.
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema_momentum else []),
         # After a resume the best-so-far survives: a worse epoch must not replace it.
         keras.callbacks.ModelCheckpoint(
             best_path, monitor="val_accuracy", mode="max", save_best_only=True,

@@ -1,0 +1,66 @@
+"""Weight averaging (train.ema_momentum): what is validated is what is selected and saved,
+and a crash-resume checkpoint keeps the averages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ferops.config import TrainConfig
+from ferops.data.demo import CLASSES
+from tests.factories import make_dataset
+
+TINY = TrainConfig(widths=(8, 16), convs=1, dense=16, dropout=0.2, epochs=3, batch_size=32,
+                   patience=10, balance="none", checkpoint_every=0, lr=0.005)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ds")
+    make_dataset(out)
+    return out
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.8])
+def test_the_selected_model_scores_what_its_epoch_logged(dataset: Path, tmp_path: Path, ema):
+    from ferops.train import load_split, train_model
+    cfg = TrainConfig(**{**TINY.__dict__, "ema_momentum": ema})
+    result = train_model(dataset, cfg, 7, tmp_path / "work", list(CLASSES))
+    x, y = load_split(dataset, "val")
+    predicted = np.argmax(result.model.predict(x, verbose=0), axis=1)
+    logged = result.history[result.best_epoch]["val_accuracy"]
+    # With EMA on, a checkpoint of the raw weights (the wrong callback order) would score
+    # differently from the averaged weights that were validated.
+    assert np.mean(predicted == y) == pytest.approx(logged, abs=1e-6)
+    assert result.model.optimizer.use_ema is (ema > 0)
+
+
+def test_a_resume_checkpoint_keeps_the_weight_averages(dataset: Path, tmp_path: Path):
+    import keras
+
+    from ferops.checkpoint import ResumeCheckpoint, load_resume
+    from ferops.model import build_model
+    from ferops.train import compile_model, load_split
+    cfg = TrainConfig(**{**TINY.__dict__, "ema_momentum": 0.8})
+    x, y = load_split(dataset, "train")
+    model = compile_model(build_model("vgg", len(CLASSES), 48, cfg.widths, cfg.convs, cfg.dense,
+                                      cfg.dropout), cfg, steps_per_epoch=9)
+    model.fit(x, keras.utils.to_categorical(y, len(CLASSES)), batch_size=32, epochs=1,
+              verbose=0, callbacks=[ResumeCheckpoint(tmp_path, fingerprint="f")])
+    restored, next_epoch, _ = load_resume(tmp_path, "f")
+    assert next_epoch == 1
+    # Keras keeps the averages as optimizer variables: they must come back, not restart
+    # from the raw weights (which would silently shorten the average after every crash).
+    # (fit() ends by copying the averages into the model; the averages themselves stay.)
+    saved = [v.numpy() for v in model.optimizer._model_variables_moving_average]
+    loaded = [v.numpy() for v in restored.optimizer._model_variables_moving_average]
+    assert len(saved) == len(loaded) == len(restored.trainable_variables)
+    for a, b in zip(saved, loaded, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The checkpoint holds the raw weights for training to go on from, not the averages.
+    assert any(not np.array_equal(a, w.numpy()) for a, w in
+               zip(loaded, restored.trainable_variables, strict=True))
+    assert json.loads((tmp_path / "resume.json").read_text())["next_epoch"] == 1
