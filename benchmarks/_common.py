@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +24,19 @@ def describe_machine() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "gpu": None}
+            "platform": platform.platform(), "gpu": describe_gpus()}
+
+
+def describe_gpus() -> list[str] | None:
+    """Each NVIDIA GPU's name and memory, or None where there is none (or no driver)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total",
+                              "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    gpus = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return gpus if out.returncode == 0 and gpus else None
 
 
 def write_result(name: str, payload: dict) -> Path:

@@ -82,6 +82,10 @@ def main() -> int:
         "wall_seconds": round(wall, 1), "train_seconds": train["train_seconds"],
         "epochs_run": train["epochs_run"], "best_epoch": train["best_epoch"],
         "epoch_seconds": [h.get("epoch_seconds") for h in train["history"]],
+        # Per-epoch curves (accuracy on augmented training batches; val = PublicTest), for
+        # benchmarks/plot_accuracy.py.
+        "curve": {k: [round(h[k], 4) for h in train["history"]]
+                  for k in ("accuracy", "val_accuracy")},
         "parameters": train["parameters"], "device": train["device"],
         "baseline_fer_package_privatetest": None if args.ferplus else FER_PACKAGE_PRIVATETEST,
     }
