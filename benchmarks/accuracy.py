@@ -3,6 +3,8 @@
     python benchmarks/accuracy.py --profile cpu              # FER2013, 7 classes (~2 h, 2 cores)
     python benchmarks/accuracy.py --profile gpu              # FER2013 on one GPU
     python benchmarks/accuracy.py --profile cpu --ferplus    # FER+ majority labels, 8 classes
+    python benchmarks/accuracy.py --profile cpu --set 'convs=[1,2,2,2]' \
+        --set spatial_dropout_from=2 --set epochs=42 --name conv1-e42   # a variant of a profile
 
 It copies the project into a temporary folder, puts FER2013 (and FER+) under data/, runs the
 real `dvc repro` through evaluate with `-S` overrides, and records test (PrivateTest)
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,7 +35,18 @@ from benchmarks._common import PROJECT, SHARED_DATA, write_result  # noqa: E402
 FER_PACKAGE_PRIVATETEST = 0.655
 
 
-def prepare(clone: Path, ferplus: bool, profile: str, epochs: int | None) -> None:
+def parse_overrides(pairs: list[str]) -> dict:
+    """['epochs=42', 'convs=[1,2,2,2]'] -> {'epochs': 42, 'convs': [1, 2, 2, 2]} (YAML values)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set wants KEY=VALUE (a train key), got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def prepare(clone: Path, ferplus: bool, profile: str, train_overrides: dict) -> None:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT,
                            capture_output=True, check=True).stdout.decode().split("\0")
     for rel in filter(None, files):
@@ -44,7 +58,7 @@ def prepare(clone: Path, ferplus: bool, profile: str, epochs: int | None) -> Non
     raw = yaml.safe_load((clone / "params.yaml").read_text())
     raw["ingest"]["sources"] = ["ferplus" if ferplus else "fer2013"]
     raw["augment"]["multiplier"] = 1  # on-line augmentation in training does the work
-    raw["train"] = {"profile": profile} | ({"epochs": epochs} if epochs else {})
+    raw["train"] = {"profile": profile, **train_overrides}
     if ferplus:
         (clone / "data/ferplus").mkdir(parents=True)
         shutil.copy2(SHARED_DATA / "ferplus/fer2013new.csv.gz", clone / "data/ferplus/")
@@ -61,11 +75,25 @@ def main() -> int:
     parser.add_argument("--profile", default="cpu", help="train profile from params.yaml")
     parser.add_argument("--ferplus", action="store_true", help="FER+ majority labels")
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override one train key of the profile "
+                        "(repeatable); the result records every override")
+    parser.add_argument("--name", help="suffix of the result file, for a variant (--set)")
     parser.add_argument("--keep", type=Path, help="keep the working copy here")
     args = parser.parse_args()
+    overrides = parse_overrides(args.overrides) | ({"epochs": args.epochs} if args.epochs else {})
+    if overrides and not args.name:
+        parser.error("a variant (--set/--epochs) needs --name, so it cannot overwrite the "
+                     "profile's own result")
     tmp = tempfile.mkdtemp(prefix="ferops-acc-")
     clone = Path(tmp) / "ferops"
-    prepare(clone, args.ferplus, args.profile, args.epochs)
+    prepare(clone, args.ferplus, args.profile, overrides)
+    from ferops.config import ConfigError, load_params
+    try:  # a typo in --set fails here, not two hours later
+        load_params(clone / "params.yaml")
+    except ConfigError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SystemExit(f"bad --set: {exc}") from exc
     start = time.perf_counter()
     subprocess.run(["dvc", "repro", "evaluate"], cwd=clone, check=True)
     wall = time.perf_counter() - start
@@ -73,8 +101,9 @@ def main() -> int:
     train = json.loads((clone / "artifacts/model/train.json").read_text())
     result = {
         "dataset": "FER+ majority" if args.ferplus else "FER2013 (7 classes)",
-        "profile": args.profile, "protocol": "train=Training, select=PublicTest, "
-        "report=PrivateTest",
+        "profile": args.profile, "overrides": overrides,
+        "command": shlex.join(["python", "benchmarks/accuracy.py", *sys.argv[1:]]),
+        "protocol": "train=Training, select=PublicTest, report=PrivateTest",
         "test_accuracy": report["test"]["accuracy"], "test_macro_f1": report["test"]["macro_f1"],
         "test_per_class_recall": {c: v["recall"] for c, v in report["test"]["per_class"].items()},
         "test_tta_flip_accuracy": report.get("test_tta_flip", {}).get("accuracy"),
@@ -91,6 +120,7 @@ def main() -> int:
     }
     # File names avoid the dataset names: the data-hygiene hook flags those as data files.
     name = f"accuracy-{'ferp' if args.ferplus else 'fer13'}-{args.profile}"
+    name += f"-{args.name}" if args.name else ""
     print(write_result(name, result).read_text())
     if args.keep:
         shutil.copytree(clone, args.keep, dirs_exist_ok=True)
