@@ -126,6 +126,7 @@ class TrainConfig:
     aug_shift: float = 0.1
     aug_zoom: float = 0.1
     aug_erase: float = 0.5
+    aug_mixup: float = 0.0           # mixup Beta(a, a) concentration (0: off)
     checkpoint_every: int = 100      # batches between crash-resume checkpoints (0: epoch ends only)
     mixed_precision: str = "auto"    # auto: on when a GPU is present | on | off
     max_train_images: int = 0        # 0: all; >0: a seeded subset (quick runs and tests)
@@ -319,6 +320,8 @@ def _check(p: Params) -> None:
     if not p.encode.max_class_weight >= 1.0:
         raise ConfigError("encode.max_class_weight must be at least 1.0 (1.0 = no weighting "
                           f"above the average), got {p.encode.max_class_weight}")
+    if p.train.aug_mixup < 0:
+        raise ConfigError(f"train.aug_mixup must be >= 0 (0: off), got {p.train.aug_mixup}")
     if not 0.0 <= p.train.ema_momentum < 1.0:
         raise ConfigError(f"train.ema_momentum must be in [0, 1) (0: off), got "
                           f"{p.train.ema_momentum}")

@@ -20,6 +20,7 @@ class OnlineAugment:
     zoom: float = 0.1
     erase: float = 0.5      # probability of random erasing one patch per image
     erase_frac: float = 0.3  # max patch side as a fraction of the image side
+    mixup: float = 0.0       # Beta(a, a) concentration for mixup; 0: off
 
 
 def _affine_batch(x: tf.Tensor, cfg: OnlineAugment, seed: tf.Tensor) -> tf.Tensor:
@@ -70,6 +71,30 @@ def augment_batch(x: tf.Tensor, cfg: OnlineAugment, seed: tf.Tensor) -> tf.Tenso
     return tf.clip_by_value(x, 0.0, 255.0)
 
 
+def mixup_batch(x: tf.Tensor, onehot: tf.Tensor, alpha: float, seed: tf.Tensor,
+                weight: tf.Tensor | None = None):
+    """Mix each image with its mirror partner in the (shuffled) batch, labels alike.
+
+    lam ~ Beta(alpha, alpha) per image, folded to lam >= 0.5 so every example stays mostly
+    itself; pairing with the reversed batch needs no extra shuffle (the batch is already a
+    random draw). Sample weights, when given, mix with the same lam.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    b = tf.shape(x)[0]
+    g1 = tf.random.stateless_gamma([b], seeds[0], alpha)
+    g2 = tf.random.stateless_gamma([b], seeds[1], alpha)
+    lam = g1 / tf.maximum(g1 + g2, 1e-12)
+    lam = tf.maximum(lam, 1.0 - lam)
+    mix = lambda t, other: (lam[:, None] * tf.reshape(t, [b, -1])  # noqa: E731
+                            + (1.0 - lam[:, None]) * tf.reshape(other, [b, -1]))
+    x_mixed = tf.reshape(mix(x, tf.reverse(x, [0])), tf.shape(x))
+    y_mixed = mix(onehot, tf.reverse(onehot, [0]))
+    if weight is None:
+        return x_mixed, y_mixed, None
+    w = tf.reshape(mix(weight, tf.reverse(weight, [0])), [b])
+    return x_mixed, y_mixed, w
+
+
 def make_dataset(x: np.ndarray, y: np.ndarray, n_classes: int, batch_size: int, *,
                  training: bool, seed: int, augment: OnlineAugment | None = None,
                  class_weights: np.ndarray | None = None) -> tf.data.Dataset:
@@ -86,13 +111,14 @@ def make_dataset(x: np.ndarray, y: np.ndarray, n_classes: int, batch_size: int, 
 
     def to_model(xb, yb):
         xf = tf.cast(xb, tf.float32)
+        onehot = tf.one_hot(yb, n_classes)
+        w = tf.gather(weights, yb) if weights is not None and training else None
         if training and augment is not None:
             # A per-batch seed from a counter keeps the run reproducible.
             step_seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32, seed=seed)
             xf = augment_batch(xf, augment, step_seed)
-        onehot = tf.one_hot(yb, n_classes)
-        if weights is not None and training:
-            return xf, onehot, tf.gather(weights, yb)
-        return xf, onehot
+            if augment.mixup:
+                xf, onehot, w = mixup_batch(xf, onehot, augment.mixup, step_seed[::-1], w)
+        return (xf, onehot) if w is None else (xf, onehot, w)
 
     return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

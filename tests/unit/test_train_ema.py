@@ -24,10 +24,11 @@ def dataset(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.8])
-def test_the_selected_model_scores_what_its_epoch_logged(dataset: Path, tmp_path: Path, ema):
+@pytest.mark.parametrize("ema, mixup", [(0.0, 0.0), (0.8, 0.0), (0.8, 0.3)])
+def test_the_selected_model_scores_what_its_epoch_logged(dataset: Path, tmp_path: Path, ema,
+                                                         mixup):
     from ferops.train import load_split, train_model
-    cfg = TrainConfig(**{**TINY.__dict__, "ema_momentum": ema})
+    cfg = TrainConfig(**{**TINY.__dict__, "ema_momentum": ema, "aug_mixup": mixup})
     result = train_model(dataset, cfg, 7, tmp_path / "work", list(CLASSES))
     x, y = load_split(dataset, "val")
     predicted = np.argmax(result.model.predict(x, verbose=0), axis=1)
