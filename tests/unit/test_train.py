@@ -1,5 +1,6 @@
-"""Weight averaging (train.ema_momentum): what is validated is what is selected and saved,
-and a crash-resume checkpoint keeps the averages."""
+"""ferops.train on a tiny dataset: what is validated is what is selected and saved (with and
+without weight averaging and mixup), a crash-resume checkpoint keeps the averages, and mixed
+precision (the GPU profile's path; bfloat16 on this CPU) trains."""
 
 from __future__ import annotations
 
@@ -65,3 +66,19 @@ def test_a_resume_checkpoint_keeps_the_weight_averages(dataset: Path, tmp_path: 
     assert any(not np.array_equal(a, w.numpy()) for a, w in
                zip(loaded, restored.trainable_variables, strict=True))
     assert json.loads((tmp_path / "resume.json").read_text())["next_epoch"] == 1
+
+
+def test_mixed_precision_trains_with_float32_logits(dataset: Path, tmp_path: Path):
+    import keras
+
+    from ferops.train import train_model
+    cfg = TrainConfig(**{**TINY.__dict__, "epochs": 2, "mixed_precision": "on"})
+    try:
+        result = train_model(dataset, cfg, 7, tmp_path / "work", list(CLASSES))
+        conv = next(layer for layer in result.model.layers if layer.name.endswith("conv"))
+        assert conv.compute_dtype == "bfloat16"  # no GPU here: the CPU's mixed type
+        assert result.model.get_layer("logits").compute_dtype == "float32"
+        assert all(np.isfinite(h["loss"]) for h in result.history)
+        assert result.history[-1]["loss"] < result.history[0]["loss"]
+    finally:  # the policy is process-global: later tests must not inherit it
+        keras.mixed_precision.set_global_policy("float32")
