@@ -82,3 +82,42 @@ def test_mixed_precision_trains_with_float32_logits(dataset: Path, tmp_path: Pat
         assert result.history[-1]["loss"] < result.history[0]["loss"]
     finally:  # the policy is process-global: later tests must not inherit it
         keras.mixed_precision.set_global_policy("float32")
+
+
+MIRRORED = """
+import sys
+from pathlib import Path
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from ferops import train
+from ferops.config import TrainConfig
+from ferops.data.demo import CLASSES
+# No GPUs here: two logical CPUs stand in for them, so train_model runs under the same
+# MirroredStrategy it would use on a multi-GPU machine.
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+train.pick_strategy = lambda mixed: (strategy, "2 logical CPUs (MirroredStrategy)")
+import ferops.model
+build, in_scope = ferops.model.build_model, []
+def spy(*args, **kwargs):  # the model must be built inside the strategy's scope
+    in_scope.append(tf.distribute.get_strategy() is strategy)
+    return build(*args, **kwargs)
+ferops.model.build_model = spy
+cfg = TrainConfig(widths=(8, 16), convs=1, dense=16, epochs=2, batch_size=32, patience=10,
+                  balance="none", checkpoint_every=0, ema_momentum=0.8)
+result = train.train_model(Path(sys.argv[1]), cfg, 7, Path(sys.argv[2]), list(CLASSES))
+print("replicas", strategy.num_replicas_in_sync, "epochs", len(result.history),
+      "loss", result.history[-1]["loss"], "in_scope", in_scope == [True])
+"""
+
+
+def test_training_runs_under_mirrored_strategy(dataset: Path, tmp_path: Path):
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", MIRRORED, str(dataset), str(tmp_path / "w")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    words = proc.stdout.strip().splitlines()[-1].split()  # Keras prints epochs above it
+    assert words[:4] == ["replicas", "2", "epochs", "2"]
+    assert np.isfinite(float(words[5]))
+    assert words[6:] == ["in_scope", "True"]
