@@ -85,8 +85,11 @@ def mixup_batch(x: tf.Tensor, onehot: tf.Tensor, alpha: float, seed: tf.Tensor,
     g2 = tf.random.stateless_gamma([b], seeds[1], alpha)
     lam = g1 / tf.maximum(g1 + g2, 1e-12)
     lam = tf.maximum(lam, 1.0 - lam)
-    mix = lambda t, other: (lam[:, None] * tf.reshape(t, [b, -1])  # noqa: E731
-                            + (1.0 - lam[:, None]) * tf.reshape(other, [b, -1]))
+
+    def mix(t: tf.Tensor, other: tf.Tensor) -> tf.Tensor:  # (B, ...) -> (B, rest) flattened
+        return (lam[:, None] * tf.reshape(t, [b, -1])
+                + (1.0 - lam[:, None]) * tf.reshape(other, [b, -1]))
+
     x_mixed = tf.reshape(mix(x, tf.reverse(x, [0])), tf.shape(x))
     y_mixed = mix(onehot, tf.reverse(onehot, [0]))
     if weight is None:
