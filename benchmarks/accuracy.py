@@ -6,8 +6,9 @@
     python benchmarks/accuracy.py --profile cpu --set 'convs=[1,2,2,2]' \
         --set spatial_dropout_from=2 --set epochs=42 --name conv1-e42   # a variant of a profile
 
-It copies the project into a temporary folder, puts FER2013 (and FER+) under data/, runs the
-real `dvc repro` through evaluate with `-S` overrides, and records test (PrivateTest)
+It copies the project into a temporary folder, puts FER2013 (and FER+) under data/, writes
+the profile (and any --set keys) into its params.yaml, runs the real `dvc repro` through
+evaluate, and records test (PrivateTest)
 accuracy, macro-F1 and per-class recall, val (PublicTest) accuracy, wall time, parameter
 count and the machine. The model is selected on val only.
 """
