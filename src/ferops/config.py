@@ -116,7 +116,8 @@ class TrainConfig:
     weight_decay: float = 0.0001
     warmup_epochs: int = 1
     # Polyak averaging of the weights (0: off). Validation, model selection and the saved
-    # model use the average; training steps use the raw weights.
+    # model use the average; training steps use the raw weights. Off by default: with mixup 0.2
+    # on the FER2013 cpu profile it lowered PublicTest 67.9 -> 66.9 % (README, Measured).
     ema_momentum: float = 0.0
     label_smoothing: float = 0.1
     patience: int = 10
