@@ -119,6 +119,7 @@ def main() -> int:
         "curve": {k: [round(h[k], 4) for h in train["history"]]
                   for k in ("accuracy", "val_accuracy")},
         "parameters": train["parameters"], "device": train["device"],
+        "precision": train.get("precision", "float32"),
         "baseline_fer_package_privatetest": None if args.ferplus else FER_PACKAGE_PRIVATETEST,
         "published_anchors": FERPLUS_ANCHORS if args.ferplus else None,
     }

@@ -129,7 +129,9 @@ class TrainConfig:
     aug_erase: float = 0.5
     aug_mixup: float = 0.0           # mixup Beta(a, a) concentration (0: off)
     checkpoint_every: int = 100      # batches between crash-resume checkpoints (0: epoch ends only)
-    mixed_precision: str = "auto"    # auto: on when a GPU is present | on | off
+    # auto: float16 on GPUs, bfloat16 on CPUs with bf16 instructions (AVX512-BF16, AMX),
+    # else float32 | on | off. Saved models are float32 either way.
+    mixed_precision: str = "auto"
     max_train_images: int = 0        # 0: all; >0: a seeded subset (quick runs and tests)
 
 

@@ -56,7 +56,8 @@ def model_card(params: Params, train: dict, metrics: dict, label_map: dict, tags
 scaled inside the model; faces cropped by {label_map["faces"]["detector"]}
 - architecture: {params.train.arch} {list(params.train.widths)}, \
 {train.get("parameters", "?")} parameters, profile `{params.train.profile}`
-- trained on: {train.get("device")}, {train.get("train_seconds")} s, best epoch \
+- trained on: {train.get("device")} ({train.get("precision", "float32")}; the model is \
+float32), {train.get("train_seconds")} s, best epoch \
 {train.get("best_epoch")} of {train.get("epochs_run")} (selected on val)
 - data: {tags.get("data_md5", "?")} (data.dvc), sources {list(params.ingest.sources)}
 - code: git {tags.get("git_commit", "?")}
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = json.loads((args.eval_dir / "metrics.json").read_text())
         tags = {"git_commit": git_commit(root), **data_version(root),
                 "profile": params.train.profile, "device": str(train.get("device")),
+                "precision": str(train.get("precision", "float32")),
                 "sources": ",".join(params.ingest.sources)}
         args.out.mkdir(parents=True, exist_ok=True)
         card = args.out / "model_card.md"

@@ -33,24 +33,63 @@ class TrainResult:
     best_epoch: int
     seconds: float
     device: str
+    precision: str = "float32"  # the Keras dtype policy it trained under
 
 
 def load_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.load(data_dir / f"x_{split}.npy"), np.load(data_dir / f"y_{split}.npy")
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); Linux only."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_precision(mixed_precision: str) -> str:
+    """The Keras dtype policy: float16 on GPUs; bfloat16 on CPUs that compute it natively.
+
+    Measured on the 2-core AVX512-BF16 EPYC here (benchmarks/results/train-precision-cpu.json):
+    bfloat16 trains the cpu-profile CNN ~1.5x faster than float32. Where the CPU lacks
+    bf16 instructions, TensorFlow emulates it and it is slower, so auto stays float32.
+    """
+    import tensorflow as tf
+    if mixed_precision == "off":
+        return "float32"
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    if mixed_precision == "on" or cpu_has_bf16():
+        return "mixed_bfloat16"
+    return "float32"
+
+
 def pick_strategy(mixed_precision: str):
     """(strategy, device description): MirroredStrategy over all GPUs, else the default (CPU)."""
-    import keras
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
-    if mixed_precision == "on" or (mixed_precision == "auto" and gpus):
-        keras.mixed_precision.set_global_policy("mixed_bfloat16" if not gpus else "mixed_float16")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy(), f"{len(gpus)} GPUs (MirroredStrategy)"
     if gpus:
         return tf.distribute.get_strategy(), f"1 GPU ({gpus[0].name})"
     return tf.distribute.get_strategy(), "CPU"
+
+
+def as_float32(model, cfg: TrainConfig, n_classes: int, size: int):
+    """A float32 copy of a mixed-precision model: what is saved, evaluated and served.
+
+    The variables are float32 under every policy, so the copy is exact; it computes in
+    float32 on any machine (a bf16 model would be emulated, slowly, on CPUs without bf16).
+    """
+    from ferops.model import build_model
+    if model.dtype_policy.name == "float32":
+        return model
+    copy = build_model(cfg.arch, n_classes, size, cfg.widths, cfg.convs, cfg.dense,
+                       cfg.dropout, cfg.spatial_dropout_from)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def subsample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +102,10 @@ def subsample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarr
 
 def run_fingerprint(cfg: TrainConfig, seed: int, x: np.ndarray, y: np.ndarray) -> str:
     """Identifies (config, seed, training data): only a matching checkpoint is resumed."""
-    h = hashlib.sha256(repr((dataclasses.asdict(cfg), seed)).encode())
+    import keras
+    # The dtype policy too: a bf16 run's checkpoint must not resume on a float32 machine.
+    policy = keras.mixed_precision.global_policy().name
+    h = hashlib.sha256(repr((dataclasses.asdict(cfg), seed, policy)).encode())
     h.update(np.ascontiguousarray(x).data)
     h.update(np.ascontiguousarray(y).data)
     return h.hexdigest()
@@ -91,15 +133,34 @@ def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
 
 def train_model(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path,
                 class_names: list[str]) -> TrainResult:
-    """Train on train, select the epoch with the best val accuracy; resume if work_dir has state."""
+    """Train on train, select the epoch with the best val accuracy; resume if work_dir has state.
+
+    The returned model is float32 whatever precision it trained in."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    strategy, device = pick_strategy(cfg.mixed_precision)
+    policy = pick_precision(cfg.mixed_precision)
+    # The policy is process-global: set for this run only (tests and flows train in-process).
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        result = _fit(data_dir, cfg, seed, work_dir, class_names, strategy, device)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    n_classes, size = len(class_names), result.model.input_shape[1]
+    return dataclasses.replace(result, model=as_float32(result.model, cfg, n_classes, size),
+                               precision=policy)
+
+
+def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_names: list[str],
+         strategy, device: str) -> TrainResult:
     import keras
 
     from ferops.checkpoint import ResumeCheckpoint, clear_resume, load_resume
     from ferops.model import build_model
     from ferops.tfdata import OnlineAugment, make_dataset
 
-    keras.utils.set_random_seed(seed)
-    strategy, device = pick_strategy(cfg.mixed_precision)
     x_train, y_train = subsample(*load_split(data_dir, "train"), cfg.max_train_images, seed)
     x_val, y_val = load_split(data_dir, "val")
     n_classes = len(class_names)
@@ -185,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                    "val_accuracy": result.history[result.best_epoch]["val_accuracy"]
                    if result.history else None,
                    "train_seconds": round(result.seconds, 1), "device": result.device,
+                   "precision": result.precision,
                    "parameters": int(result.model.count_params()), "history": result.history}
         (args.out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.info("best epoch %d: val accuracy %.4f (%s, %.0f s)", summary["best_epoch"],
