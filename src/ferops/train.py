@@ -53,7 +53,8 @@ def pick_precision(mixed_precision: str) -> str:
     """The Keras dtype policy: float16 on GPUs; bfloat16 on CPUs that compute it natively.
 
     Measured on the 2-core AVX512-BF16 EPYC here (benchmarks/results/train-precision-cpu.json):
-    bfloat16 trains the cpu-profile CNN ~1.5x faster than float32. Where the CPU lacks
+    bfloat16 trains the cpu-profile CNN ~1.4x faster than float32 (epoch times of full
+    FER2013 runs; the side-by-side rounds there are noisier). Where the CPU lacks
     bf16 instructions, TensorFlow emulates it and it is slower, so auto stays float32.
     """
     import tensorflow as tf
