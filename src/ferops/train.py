@@ -67,7 +67,7 @@ def pick_precision(mixed_precision: str) -> str:
     return "float32"
 
 
-def pick_strategy(mixed_precision: str):
+def pick_strategy():
     """(strategy, device description): MirroredStrategy over all GPUs, else the default (CPU)."""
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
@@ -140,7 +140,7 @@ def train_model(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path,
     import keras
 
     keras.utils.set_random_seed(seed)
-    strategy, device = pick_strategy(cfg.mixed_precision)
+    strategy, device = pick_strategy()
     policy = pick_precision(cfg.mixed_precision)
     # The policy is process-global: set for this run only (tests and flows train in-process).
     previous = keras.mixed_precision.global_policy()

@@ -126,7 +126,7 @@ from ferops.data.demo import CLASSES
 # No GPUs here: two logical CPUs stand in for them, so train_model runs under the same
 # MirroredStrategy it would use on a multi-GPU machine.
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-train.pick_strategy = lambda mixed: (strategy, "2 logical CPUs (MirroredStrategy)")
+train.pick_strategy = lambda: (strategy, "2 logical CPUs (MirroredStrategy)")
 import ferops.model
 build, in_scope = ferops.model.build_model, []
 def spy(*args, **kwargs):  # the model must be built inside the strategy's scope
