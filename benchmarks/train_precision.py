@@ -44,7 +44,7 @@ aug = OnlineAugment(flip=cfg.aug_flip, rotate_deg=cfg.aug_rotate_deg, shift=cfg.
                     zoom=cfg.aug_zoom, erase=cfg.aug_erase)
 ds = make_dataset(x, y, 7, cfg.batch_size, training=True, seed=0, augment=aug)
 model = compile_model(build_model(cfg.arch, 7, 48, cfg.widths, cfg.convs, cfg.dense,
-                                  cfg.dropout, cfg.spatial_dropout_from), cfg, steps + 3)
+                                  cfg.dropout, cfg.spatial_dropout_from), cfg)
 model.fit(ds.take(3), epochs=1, verbose=0)
 start = time.perf_counter()
 model.fit(ds.skip(3), epochs=1, verbose=0)

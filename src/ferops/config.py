@@ -110,6 +110,10 @@ class TrainConfig:
     dense: int = 256
     dropout: float = 0.4
     epochs: int = 30
+    # Training minutes (0: no limit). The run re-plans its epochs after each one so that it
+    # ends, with the learning rate annealed, within this on whatever machine it runs (at most
+    # `epochs`): this VM's speed varies by 20 % from hour to hour (ferops/lr.py).
+    time_budget_min: float = 0.0
     batch_size: int = 128
     optimizer: str = "adamw"
     lr: float = 0.002
@@ -339,6 +343,9 @@ def _check(p: Params) -> None:
             isinstance(p.train.convs, tuple) and len(convs) != len(p.train.widths)):
         raise ConfigError("train.convs must be a count >= 1, or one count per entry of "
                           "train.widths")
+    if p.train.time_budget_min < 0:
+        raise ConfigError(f"train.time_budget_min must be >= 0 (0: no limit), got "
+                          f"{p.train.time_budget_min}")
     if p.train.mixed_precision not in ("auto", "on", "off"):
         raise ConfigError("train.mixed_precision must be auto, on or off")
     if p.pipelines.drift_action not in ("alert", "retrain"):

@@ -112,19 +112,16 @@ def run_fingerprint(cfg: TrainConfig, seed: int, x: np.ndarray, y: np.ndarray) -
     return h.hexdigest()
 
 
-def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
+def compile_model(model, cfg: TrainConfig):
+    """Optimizer, loss and metrics. The learning rate is set per batch by ferops.lr.PlannedLR
+    (warm-up, then cosine decay); lr/10 here is only where the warm-up starts."""
     import keras
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = min(cfg.warmup_epochs * steps_per_epoch, total // 2)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.lr / 10, decay_steps=total - warmup, alpha=0.01,
-        warmup_target=cfg.lr, warmup_steps=warmup)
     ema = {"use_ema": cfg.ema_momentum > 0, "ema_momentum": cfg.ema_momentum or 0.99}
     if cfg.optimizer == "sgd":
-        opt = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
+        opt = keras.optimizers.SGD(cfg.lr / 10, momentum=0.9, nesterov=True,
                                    weight_decay=cfg.weight_decay, **ema)
     else:
-        opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, **ema)
+        opt = keras.optimizers.AdamW(cfg.lr / 10, weight_decay=cfg.weight_decay, **ema)
     model.compile(optimizer=opt,
                   loss=keras.losses.CategoricalCrossentropy(
                       from_logits=True, label_smoothing=cfg.label_smoothing),
@@ -159,6 +156,7 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
     import keras
 
     from ferops.checkpoint import ResumeCheckpoint, clear_resume, load_resume
+    from ferops.lr import PlannedLR
     from ferops.model import build_model
     from ferops.tfdata import OnlineAugment, make_dataset
 
@@ -185,14 +183,21 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
         else:
             model = build_model(cfg.arch, n_classes, x_train.shape[1], cfg.widths, cfg.convs,
                                 cfg.dense, cfg.dropout, cfg.spatial_dropout_from)
-            compile_model(model, cfg, steps)
+            compile_model(model, cfg)
             initial_epoch, history = 0, []
             best_path.unlink(missing_ok=True)  # a stale best of some other run
     resume_cb = ResumeCheckpoint(resume_dir, cfg.checkpoint_every, fingerprint)
     resume_cb.history = list(history)
+    # A resumed run keeps its plan (a budget may have shortened it) and the time it has spent.
+    lr_cb = PlannedLR(cfg.lr, steps, cfg.warmup_epochs, cfg.epochs,
+                      planned=int(history[-1].get("planned_epochs", 0)) if history else None,
+                      budget_s=cfg.time_budget_min * 60,
+                      spent_s=sum(h.get("epoch_seconds", 0.0) for h in history))
     callbacks = [
-        # First: it must save the raw weights (and the averages in the optimizer state)
-        # before SwapEMAWeights puts the averages into the model at the epoch's end.
+        # Before the checkpoint: the epoch's learning rate and plan go into its history entry.
+        lr_cb,
+        # Before SwapEMAWeights: it must save the raw weights (and the averages in the
+        # optimizer state) before the averages are put into the model at the epoch's end.
         resume_cb,
         # Validation runs on the averaged weights; swap_on_epoch keeps them in the model
         # through the callbacks below, so ModelCheckpoint saves what was validated.

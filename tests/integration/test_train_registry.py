@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import yaml
 
-from ferops.config import ClassesConfig, FacesConfig
+from ferops.config import ClassesConfig, FacesConfig, load_params
 from ferops.data.demo import CLASSES
 from ferops.data.encode import build_label_map
+from ferops.lr import ALPHA
 from tests.conftest import PROJECT
 from tests.factories import free_port, make_dataset
 
@@ -232,6 +233,13 @@ def test_killed_training_resumes_and_leaves_aliases_alone(project: Path, env: di
     assert f"resuming from artifacts/work_resume/resume at epoch {next_epoch + 1}" in rerun.stderr
     train = json.loads((project / "artifacts/model_resume/train.json").read_text())
     assert [h["epoch"] for h in train["history"]][-1] == 5  # finished all 6 epochs
+    # The learning rate went on along the same curve (read from the restored optimizer step),
+    # so the resumed run still ended annealed, at the floor of its cosine. (A rate restarted
+    # from step 0 would end above it. The resumed epoch is replayed whole from its mid-epoch
+    # state, so the run may reach the floor up to one epoch early: hence <=.)
+    lrs = [h["learning_rate"] for h in train["history"]]
+    peak = load_params(project / "resume.yaml").train.lr
+    assert lrs[-1] == pytest.approx(ALPHA * peak) and lrs[-1] <= min(lrs[:-1])
     assert not state.exists()
 
 

@@ -27,6 +27,7 @@ def test_unknown_key_is_named():
     ({"ingest": {"sources": ["nope"]}}, "not in ingest.catalog"),
     ({"augment": {"multiplier": 0}}, "multiplier"),
     ({"encode": {"max_class_weight": 0.5}}, "max_class_weight"),
+    ({"train": {"time_budget_min": -5}}, "time_budget_min"),
 ])
 def test_inconsistent_params_fail_clearly(patch, message):
     raw = yaml.safe_load((PROJECT / "params.yaml").read_text())

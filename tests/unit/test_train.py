@@ -51,7 +51,7 @@ def test_a_resume_checkpoint_keeps_the_weight_averages(dataset: Path, tmp_path: 
     cfg = TrainConfig(**{**TINY.__dict__, "ema_momentum": 0.8})
     x, y = load_split(dataset, "train")
     model = compile_model(build_model("vgg", len(CLASSES), 48, cfg.widths, cfg.convs, cfg.dense,
-                                      cfg.dropout), cfg, steps_per_epoch=9)
+                                      cfg.dropout), cfg)
     model.fit(x, keras.utils.to_categorical(y, len(CLASSES)), batch_size=32, epochs=1,
               verbose=0, callbacks=[ResumeCheckpoint(tmp_path, fingerprint="f")])
     restored, next_epoch, _ = load_resume(tmp_path, "f")
@@ -83,6 +83,15 @@ def test_mixed_precision_trains_and_returns_a_float32_model(dataset: Path, tmp_p
     assert {layer.dtype_policy.name for layer in result.model.layers} == {"float32"}
     # ... and the process-global policy is back to what it was for the next run.
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_a_run_past_its_time_budget_stops_with_its_best_model(dataset: Path, tmp_path: Path):
+    from ferops.train import train_model
+    # A budget of 0.06 s is spent by the first epoch: the run stops there, not after 5.
+    cfg = TrainConfig(**{**TINY.__dict__, "epochs": 5, "time_budget_min": 0.001})
+    result = train_model(dataset, cfg, 7, tmp_path / "work", list(CLASSES))
+    assert len(result.history) == 1 and result.history[0]["planned_epochs"] == 1
+    assert result.model is not None and not (tmp_path / "work/best.keras").exists()
 
 
 def test_float32_copy_keeps_the_weights_and_predictions():
