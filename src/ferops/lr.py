@@ -45,7 +45,7 @@ class PlannedLR(keras.callbacks.Callback):
 
     `planned` is how many epochs the run means to train (cfg.epochs, or what a resumed run had
     re-planned). With budget_s > 0, after each epoch the plan becomes what fits in what is left
-    of the budget at the median speed of the last few epochs (never more than `epochs`); the run
+    of the budget at the mean speed of the last ten epochs (never more than `epochs`); the run
     stops when it reaches the plan. `spent_s` is training time already spent (a resumed run).
     Each epoch's logs get `learning_rate` and `planned_epochs`, so the plan is in the history.
     """
@@ -86,9 +86,10 @@ class PlannedLR(keras.callbacks.Callback):
             logs["learning_rate"] = self.rate(self._step)
         done = epoch + 1
         if self.budget_s > 0:
-            # The median of the last few epochs: this VM's speed changes in bursts, and the
-            # first epoch of a process also pays for tracing the graph.
-            recent = statistics.median(self.epoch_seconds[-5:])
+            # The mean of the last ten epochs: what the remaining ones will take on average.
+            # This VM slows down in bursts of a few epochs; a median of five (tried first)
+            # swung the plan by 5 epochs on one burst and jolted the rate down mid-run.
+            recent = statistics.mean(self.epoch_seconds[-10:])
             planned = epochs_that_fit(done, self.spent_s, self.budget_s, recent, self.epochs)
             if planned != self.planned:
                 log.warning("time budget: %.1f of %.1f min spent at ~%.0f s/epoch; the run now "
