@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainResult:
     model: object            # keras.Model with the best val weights
-    history: list[dict]      # one dict per epoch: loss, accuracy, val_loss, val_accuracy, lr
+    history: list[dict]      # per epoch: loss, accuracy, val_*, learning_rate, planned_epochs
     best_epoch: int
     seconds: float
     device: str
