@@ -276,6 +276,8 @@ def _build_ingest(values: dict[str, Any]) -> IngestConfig:
 def _build_train(values: dict[str, Any], profiles: dict[str, Any]) -> TrainConfig:
     """train_profiles[train.profile] under the explicit train keys (explicit keys win)."""
     name = values.get("profile", TrainConfig.profile)
+    values = _yaml_switch(values, "mixed_precision")
+    profiles = {k: _yaml_switch(v or {}, "mixed_precision") for k, v in profiles.items()}
     if not profiles and "profile" not in values:
         return _build(TrainConfig, values, "train")  # no presets at all: plain defaults
     if name not in profiles:
@@ -283,6 +285,13 @@ def _build_train(values: dict[str, Any], profiles: dict[str, Any]) -> TrainConfi
                           f"({', '.join(profiles) or 'none defined'})")
     return _build(TrainConfig, {**(profiles[name] or {}), **values, "profile": name},
                   f"train_profiles.{name} / train")
+
+
+def _yaml_switch(values: dict[str, Any], key: str) -> dict[str, Any]:
+    """YAML 1.1 reads a bare on/off (also in `dvc exp run -S key=off`) as true/false."""
+    if isinstance(values.get(key), bool):
+        return {**values, key: "on" if values[key] else "off"}
+    return values
 
 
 def _reject_unknown(values: dict[str, Any], known: set[str], where: str) -> None:
@@ -347,7 +356,8 @@ def _check(p: Params) -> None:
         raise ConfigError(f"train.time_budget_min must be >= 0 (0: no limit), got "
                           f"{p.train.time_budget_min}")
     if p.train.mixed_precision not in ("auto", "on", "off"):
-        raise ConfigError("train.mixed_precision must be auto, on or off")
+        raise ConfigError(f"train.mixed_precision must be auto, on or off, got "
+                          f"{p.train.mixed_precision!r}")
     if p.pipelines.drift_action not in ("alert", "retrain"):
         raise ConfigError("pipelines.drift_action must be 'alert' or 'retrain'")
     if p.serving.batching not in ("eager", "bentoml"):

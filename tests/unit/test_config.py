@@ -87,3 +87,17 @@ def test_batching_mode_is_checked():
     raw["serving"]["batching"] = "lazy"
     with pytest.raises(ConfigError, match="serving.batching"):
         parse_params(raw)
+
+
+def test_bare_on_off_for_mixed_precision_is_read_as_the_word():
+    """YAML reads `mixed_precision: off` (and `dvc exp run -S ...=off`) as false."""
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["train"] = yaml.safe_load("{profile: cpu, mixed_precision: off}")
+    assert raw["train"]["mixed_precision"] is False
+    assert parse_params(raw).train.mixed_precision == "off"
+    raw["train"] = {"profile": "demo"}
+    raw["train_profiles"]["demo"] = {**raw["train_profiles"]["demo"], "mixed_precision": True}
+    assert parse_params(raw).train.mixed_precision == "on"
+    raw["train"] = {"profile": "demo", "mixed_precision": "fp8"}
+    with pytest.raises(ConfigError, match="'fp8'"):
+        parse_params(raw)
