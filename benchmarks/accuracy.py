@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -88,17 +90,37 @@ def main() -> int:
     if overrides and not args.name:
         parser.error("a variant (--set/--epochs) needs --name, so it cannot overwrite the "
                      "profile's own result")
+    # A stopped run (Ctrl-C, kill) removes its ~1 GB working copy too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = tempfile.mkdtemp(prefix="ferops-acc-")
-    clone = Path(tmp) / "ferops"
+    try:
+        return run(args, overrides, Path(tmp) / "ferops")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, overrides: dict, clone: Path) -> int:
     prepare(clone, args.ferplus, args.profile, overrides)
     from ferops.config import ConfigError, load_params
     try:  # a typo in --set fails here, not two hours later
         load_params(clone / "params.yaml")
     except ConfigError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise SystemExit(f"bad --set: {exc}") from exc
+    # The stages import ferops from the copy, not from an editable install of the project, so
+    # editing the project while a two-hour run goes on cannot change what is measured.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(clone / "src"), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
-    subprocess.run(["dvc", "repro", "evaluate"], cwd=clone, check=True)
+    # Its own process group, so that a stopped benchmark stops dvc and the stage it runs too.
+    proc = subprocess.Popen(["dvc", "repro", "evaluate"], cwd=clone, env=env,
+                            start_new_session=True)
+    try:
+        if proc.wait():
+            raise SystemExit(f"dvc repro failed (exit {proc.returncode})")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
     wall = time.perf_counter() - start
     report = json.loads((clone / "artifacts/eval/report.json").read_text())
     train = json.loads((clone / "artifacts/model/train.json").read_text())
@@ -129,7 +151,6 @@ def main() -> int:
     print(write_result(name, result).read_text())
     if args.keep:
         shutil.copytree(clone, args.keep, dirs_exist_ok=True)
-    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
