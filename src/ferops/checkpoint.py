@@ -59,6 +59,52 @@ class ResumeCheckpoint(keras.callbacks.Callback):
                           "fingerprint": self.fingerprint})
 
 
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keeps the best model so far (by `monitor`, higher is better) in a crash-safe way.
+
+    Each improvement is saved to its own file, then best.json is atomically pointed at it, then
+    the old file goes: a kill at any moment leaves best.json naming a whole model, and the
+    epoch it names is the one that model comes from. (keras' ModelCheckpoint writes in place:
+    a SIGKILL during the save left a truncated best.keras that failed the resumed run.) A
+    resumed run reads best.json back, so a worse epoch never replaces the best so far.
+    """
+
+    def __init__(self, directory: Path, monitor: str = "val_accuracy"):
+        super().__init__()
+        self.directory, self.monitor = Path(directory), monitor
+        self.pointer = self.directory / "best.json"
+        state = json.loads(self.pointer.read_text(encoding="utf-8")) \
+            if self.pointer.is_file() else {}
+        self.file: str | None = state.get("file")
+        self.value: float | None = state.get(monitor)
+        self.epoch: int | None = state.get("epoch")
+
+    @property
+    def path(self) -> Path | None:
+        return self.directory / self.file if self.file else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or (self.value is not None and float(value) <= self.value):
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        old, name = self.path, f"best-e{epoch}.keras"
+        tmp = self.directory / f"tmp-{name}"
+        self.model.save(tmp)
+        os.replace(tmp, self.directory / name)
+        save_atomic_json(self.pointer, {"file": name, "epoch": epoch, self.monitor: float(value)})
+        self.file, self.value, self.epoch = name, float(value), epoch
+        if old is not None and old.name != name:
+            old.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """Forget the selection: the pointer and every best-*.keras (orphans of a crash too)."""
+        self.pointer.unlink(missing_ok=True)
+        for path in self.directory.glob("*best-e*.keras"):
+            path.unlink(missing_ok=True)
+        self.file = self.value = self.epoch = None
+
+
 def load_resume(directory: Path, fingerprint: str = ""
                 ) -> tuple[keras.Model, int, list[dict]] | None:
     """(model, next epoch, history so far) from an interrupted run of the same config, or None.

@@ -155,7 +155,7 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
          strategy, device: str) -> TrainResult:
     import keras
 
-    from ferops.checkpoint import ResumeCheckpoint, clear_resume, load_resume
+    from ferops.checkpoint import BestCheckpoint, ResumeCheckpoint, clear_resume, load_resume
     from ferops.lr import PlannedLR
     from ferops.model import build_model
     from ferops.tfdata import OnlineAugment, make_dataset
@@ -173,9 +173,11 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
                             seed=seed, augment=aug, class_weights=weights)
     val_ds = make_dataset(x_val, y_val, n_classes, cfg.batch_size, training=False, seed=seed)
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
-    resume_dir, best_path = work_dir / "resume", work_dir / "best.keras"
+    resume_dir = work_dir / "resume"
     fingerprint = run_fingerprint(cfg, seed, x_train, y_train)
     resumed = load_resume(resume_dir, fingerprint)
+    # After a resume the best-so-far survives: a worse epoch must not replace it.
+    best_cb = BestCheckpoint(work_dir, monitor="val_accuracy")
     with strategy.scope():
         if resumed:
             model, initial_epoch, history = resumed
@@ -185,7 +187,7 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
                                 cfg.dense, cfg.dropout, cfg.spatial_dropout_from)
             compile_model(model, cfg)
             initial_epoch, history = 0, []
-            best_path.unlink(missing_ok=True)  # a stale best of some other run
+            best_cb.clear()  # a stale best of some other run
     resume_cb = ResumeCheckpoint(resume_dir, cfg.checkpoint_every, fingerprint)
     resume_cb.history = list(history)
     # A resumed run keeps its plan (a budget may have shortened it) and the time it has spent.
@@ -200,12 +202,9 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
         # optimizer state) before the averages are put into the model at the epoch's end.
         resume_cb,
         # Validation runs on the averaged weights; swap_on_epoch keeps them in the model
-        # through the callbacks below, so ModelCheckpoint saves what was validated.
+        # through the callbacks below, so BestCheckpoint saves what was validated.
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema_momentum else []),
-        # After a resume the best-so-far survives: a worse epoch must not replace it.
-        keras.callbacks.ModelCheckpoint(
-            best_path, monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=max((h["val_accuracy"] for h in history), default=None)),
+        best_cb,
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                       patience=cfg.patience),
         keras.callbacks.CSVLogger(str(work_dir / "history.csv"), append=bool(resumed)),
@@ -216,10 +215,14 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
               callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
     history = resume_cb.history
-    best_epoch = int(np.argmax([h["val_accuracy"] for h in history])) if history else 0
-    best = keras.models.load_model(best_path) if best_path.exists() else model
+    # The epoch the saved best model comes from. (A kill between the resume save and the best
+    # save of one epoch loses that epoch as a candidate; the two still agree.)
+    saved = best_cb.path is not None and best_cb.path.is_file()
+    best_epoch = best_cb.epoch if saved else (
+        int(np.argmax([h["val_accuracy"] for h in history])) if history else 0)
+    best = keras.models.load_model(best_cb.path) if saved else model
     clear_resume(resume_dir)
-    best_path.unlink(missing_ok=True)  # the next run starts its own selection
+    best_cb.clear()  # the next run starts its own selection
     return TrainResult(best, history, best_epoch, time.perf_counter() - start, device)
 
 

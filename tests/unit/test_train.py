@@ -91,7 +91,8 @@ def test_a_run_past_its_time_budget_stops_with_its_best_model(dataset: Path, tmp
     cfg = TrainConfig(**{**TINY.__dict__, "epochs": 5, "time_budget_min": 0.001})
     result = train_model(dataset, cfg, 7, tmp_path / "work", list(CLASSES))
     assert len(result.history) == 1 and result.history[0]["planned_epochs"] == 1
-    assert result.model is not None and not (tmp_path / "work/best.keras").exists()
+    assert result.model is not None and result.best_epoch == 0
+    assert not list((tmp_path / "work").glob("best*"))  # the selection is cleared after a run
 
 
 def test_float32_copy_keeps_the_weights_and_predictions():
@@ -161,3 +162,27 @@ def test_training_runs_under_mirrored_strategy(dataset: Path, tmp_path: Path):
     assert words[:4] == ["replicas", "2", "epochs", "2"]
     assert np.isfinite(float(words[5]))
     assert words[6:] == ["in_scope", "True"]
+
+
+def test_best_checkpoint_survives_a_kill_and_a_resume(tmp_path: Path):
+    """Each best is a whole file named by an atomically replaced pointer; a resumed callback
+    keeps the best so far, and a half-written orphan from a kill is never read."""
+    import keras
+
+    from ferops.checkpoint import BestCheckpoint
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    first = BestCheckpoint(tmp_path)
+    first.set_model(model)
+    first.on_epoch_end(0, {"val_accuracy": 0.5})
+    first.on_epoch_end(1, {"val_accuracy": 0.4})  # worse: kept out
+    first.on_epoch_end(2, {"val_accuracy": 0.6})
+    assert (first.epoch, first.value, first.path.name) == (2, 0.6, "best-e2.keras")
+    assert sorted(p.name for p in tmp_path.glob("best*")) == ["best-e2.keras", "best.json"]
+    (tmp_path / "tmp-best-e3.keras").write_bytes(b"PK\x03")  # killed mid-save of epoch 3
+    resumed = BestCheckpoint(tmp_path)
+    resumed.set_model(model)
+    assert (resumed.epoch, resumed.value) == (2, 0.6)
+    resumed.on_epoch_end(3, {"val_accuracy": 0.55})  # worse than the best before the kill
+    assert resumed.epoch == 2 and keras.models.load_model(resumed.path) is not None
+    resumed.clear()
+    assert not list(tmp_path.iterdir())
