@@ -23,6 +23,13 @@ def save_atomic_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def save_atomic_model(model: keras.Model, path: Path) -> None:
+    """A kill mid-save leaves a tmp-* orphan, never a truncated model under `path`."""
+    tmp = path.parent / f"tmp-{path.name}"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
 class ResumeCheckpoint(keras.callbacks.Callback):
     """Saves (model, epoch, history) every `every_batches` batches and at each epoch end."""
 
@@ -51,9 +58,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
     def _save(self, next_epoch: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f"tmp-{MODEL_FILE}"
-        self.model.save(tmp)
-        os.replace(tmp, self.directory / MODEL_FILE)
+        save_atomic_model(self.model, self.directory / MODEL_FILE)
         save_atomic_json(self.directory / STATE_FILE,
                          {"next_epoch": next_epoch, "history": self.history,
                           "fingerprint": self.fingerprint})
@@ -89,9 +94,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         old, name = self.path, f"best-e{epoch}.keras"
-        tmp = self.directory / f"tmp-{name}"
-        self.model.save(tmp)
-        os.replace(tmp, self.directory / name)
+        save_atomic_model(self.model, self.directory / name)
         save_atomic_json(self.pointer, {"file": name, "epoch": epoch, self.monitor: float(value)})
         self.file, self.value, self.epoch = name, float(value), epoch
         if old is not None and old.name != name:
