@@ -16,6 +16,7 @@ count and the machine. The model is selected on val only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -74,6 +75,25 @@ def prepare(clone: Path, ferplus: bool, profile: str, train_overrides: dict) -> 
         subprocess.run(cmd, cwd=clone, check=True, capture_output=True)
 
 
+def check_overrides(params_path: Path, overrides: dict) -> dict:
+    """The train configuration the run will use; fails now, not two hours later, on a typo
+    in --set or on an override that changes nothing (the profile already has that value: the
+    run would be a replicate of the profile, not the variant its name claims)."""
+    from ferops.config import ConfigError, load_params, parse_params
+    try:
+        effective = dataclasses.asdict(load_params(params_path).train)
+    except ConfigError as exc:
+        raise SystemExit(f"bad --set: {exc}") from exc
+    raw = yaml.safe_load(params_path.read_text())
+    raw["train"] = {"profile": raw["train"]["profile"]}
+    plain = dataclasses.asdict(parse_params(raw).train)
+    same = sorted(k for k in overrides if effective.get(k) == plain.get(k))
+    if same:
+        raise SystemExit("--set changes nothing for " + ", ".join(
+            f"{k} (the profile already has {plain[k]!r})" for k in same))
+    return effective
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,11 +121,7 @@ def main() -> int:
 
 def run(args: argparse.Namespace, overrides: dict, clone: Path) -> int:
     prepare(clone, args.ferplus, args.profile, overrides)
-    from ferops.config import ConfigError, load_params
-    try:  # a typo in --set fails here, not two hours later
-        load_params(clone / "params.yaml")
-    except ConfigError as exc:
-        raise SystemExit(f"bad --set: {exc}") from exc
+    effective = check_overrides(clone / "params.yaml", overrides)
     # The stages import ferops from the copy, not from an editable install of the project, so
     # editing the project while a two-hour run goes on cannot change what is measured.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -127,6 +143,7 @@ def run(args: argparse.Namespace, overrides: dict, clone: Path) -> int:
     result = {
         "dataset": "FER+ majority" if args.ferplus else "FER2013 (7 classes)",
         "profile": args.profile, "overrides": overrides,
+        "train_config": effective,  # the whole resolved train section (profile + overrides)
         "command": shlex.join(["python", "benchmarks/accuracy.py", *sys.argv[1:]]),
         "protocol": "train=Training, select=PublicTest, report=PrivateTest",
         "test_accuracy": report["test"]["accuracy"], "test_macro_f1": report["test"]["macro_f1"],
