@@ -11,8 +11,12 @@ from benchmarks.accuracy import check_overrides, parse_overrides
 from tests.conftest import PROJECT
 
 
+def _raw() -> dict:
+    return yaml.safe_load((PROJECT / "params.yaml").read_text())
+
+
 def _params(tmp_path: Path, overrides: dict) -> Path:
-    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw = _raw()
     raw["train"] = {"profile": "cpu", **overrides}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -20,7 +24,7 @@ def _params(tmp_path: Path, overrides: dict) -> Path:
 
 
 def test_a_real_override_is_in_the_recorded_config(tmp_path):
-    profile = yaml.safe_load((PROJECT / "params.yaml").read_text())["train_profiles"]["cpu"]
+    profile = _raw()["train_profiles"]["cpu"]
     new_wd = profile["weight_decay"] * 10
     overrides = parse_overrides([f"weight_decay={new_wd}"])
     effective = check_overrides(_params(tmp_path, overrides), overrides)
@@ -32,9 +36,7 @@ def test_a_real_override_is_in_the_recorded_config(tmp_path):
 
 def test_an_override_that_changes_nothing_is_refused(tmp_path):
     """A variant named for a change the profile already has would be a mislabeled replicate."""
-    current = yaml.safe_load((PROJECT / "params.yaml").read_text())["train_profiles"]["cpu"][
-        "balance"]
-    overrides = {"balance": current}
+    overrides = {"balance": _raw()["train_profiles"]["cpu"]["balance"]}
     with pytest.raises(SystemExit, match="changes nothing for balance"):
         check_overrides(_params(tmp_path, overrides), overrides)
 
