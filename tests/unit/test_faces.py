@@ -75,6 +75,25 @@ def test_no_face_in_noise(rng):
     assert detect_faces(rng.integers(0, 256, (200, 200), dtype=np.uint8), CFG) == []
 
 
+def test_detection_from_many_threads_equals_sequential_detection():
+    """Concurrent callers with mixed image sizes get exactly the sequential answers (one
+    shared cascade gave wrong counts and getScaleData errors here)."""
+    from concurrent.futures import ThreadPoolExecutor
+    photo = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2GRAY)
+    images = [cv2.resize(photo, (side, side)) for side in (160, 256, 384, 512, 640, 900)]
+    expected = [detect_faces(img, CFG) for img in images]
+    assert all(len(boxes) == 1 for boxes in expected)
+    jobs = [images[i % len(images)] for i in range(96)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda img: detect_faces(img, CFG), jobs))
+    assert got == [expected[i % len(images)] for i in range(96)]
+
+
+@pytest.mark.parametrize("shape", [(1, 30000), (30000, 2), (3, 3), (1, 1)])
+def test_degenerate_shapes_find_no_face_without_an_opencv_error(shape):
+    assert detect_faces(np.full(shape, 128, np.uint8), CFG) == []
+
+
 def test_crop_face_pads_past_the_border():
     img = np.arange(100, dtype=np.uint8).reshape(10, 10)
     crop = crop_face(img, Box(0, 0, 6, 6), margin=0.5)
