@@ -39,9 +39,8 @@ from benchmarks._common import PROJECT, write_result  # noqa: E402
 
 # Server configurations measured one after the other in one run (serving: keys overridden).
 CONFIGS = {
-    "eager": {"batching": "eager"},
-    "eager-2workers": {"batching": "eager", "workers": 2, "model_threads": 1},
-    "bentoml": {"batching": "bentoml"},
+    "eager": {},
+    "eager-2workers": {"workers": 2, "model_threads": 1},
 }
 TARGETS = {"served_over_inprocess": 0.5, "p99_ms_at_200rps": 50, "analyze_rps": 30,
            "camera_fps": 30}
@@ -235,7 +234,7 @@ def main() -> int:
     parser.add_argument("--max-latency-ms", type=int,
                         help="override serving.batch_max_latency_ms")
     parser.add_argument("--skip-camera", action="store_true")
-    parser.add_argument("--configs", default="eager,eager-2workers,bentoml",
+    parser.add_argument("--configs", default="eager,eager-2workers",
                         help=f"server configurations to measure side by side in this run, "
                              f"from {', '.join(CONFIGS)}; the first gives the headline figures")
     parser.add_argument("--repeats", type=int, default=3,

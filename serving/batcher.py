@@ -6,9 +6,20 @@ and under load batches grow by themselves to whatever the model can absorb.
 
 Why not BentoML's batcher (`batchable=True`): its CorkDispatcher holds a batch back while
 `n * wait_of_newest <= 0.95 * average recent wait`, and that average includes its own holds,
-so a deliberate wait keeps itself alive. Measured on 2 cores with the FER2013 model at a fixed
-200 requests/s: p99 94 ms with the cork, against the 50 ms target (benchmarks/serving.py runs
-both side by side; `serving.batching: bentoml` brings the cork back).
+so a deliberate wait keeps itself alive. Measured side by side in one run (2026-12-01, 2 cores,
+the FER2013 `cpu` architecture, 3.39 M parameters, which served at most ~160 requests/s that
+day; `benchmarks/results/serving-batchers-cpuarch.json`, 5 fixed-rate runs per setup):
+
+    setup                  p50 at concurrency 1   best requests/s   200/s: p99 median   failed
+    eager, 1 worker              18.5 ms               157              3.26 s          133/8000
+    eager, 2 workers             18.2 ms               169              2.90 s           24/8000
+    BentoML, 1 worker           380 ms                 114              3.37 s         4949/8000
+    BentoML, 2 workers          385 ms                 130              1.44 s         3719/8000
+
+200 requests/s was past that day's capacity for every setup, so those columns compare
+overload behaviour: BentoML's lower p99 with 2 workers comes from refusing ~46 % of the
+requests. At concurrency 1 (most clients) the cork made every request wait 20x longer. The
+eager batcher stays and the `serving.batching` switch is gone.
 
 The model runs on one dedicated thread: TensorFlow spreads one call over all cores anyway, and
 one call at a time keeps batches large and latency predictable. A request that has waited past

@@ -2,13 +2,19 @@
 
     bentoml serve serving.service:EmotionService --port 3000     # from the project root
 
-Endpoints (POST, JSON unless said otherwise):
-    /classify   {"crops": [48x48 ints, ...]}  -> one {label, confidence, probabilities} per crop
-                (concurrent requests are batched adaptively into one model call)
-    /analyze    multipart upload field "image" (JPEG/PNG) -> every face with box and prediction
+Endpoints (POST):
+    /classify   {"crops": [48x48 ints, ...]} as JSON, or raw uint8 pixels as
+                application/octet-stream -> one {label, confidence, probabilities} per crop
+                (concurrent requests share one model call: serving/batcher.py)
+    /analyze    a JPEG/PNG photo: multipart file field "image", or the image as the body
+                -> every face with box and prediction
     /info       {} -> model version, classes, metrics, training date, data version
     /reload     {} -> load a newly promoted champion now (the service also polls for one)
     GET /readyz -> 200 once a champion is loaded, else 503 with the reason
+
+/classify and /analyze read their bodies themselves (serving/inputs.py says why), in memory
+and off the event loop; they are BentoML's documented FastAPI class views, so they appear in
+the service's OpenAPI page beside /info and /reload.
 
 Configuration comes from params.yaml (`serving:`; $FEROPS_PARAMS names another file). The
 model comes from the BentoML model store ($BENTOML_HOME), where `ferops promote` and
@@ -17,68 +23,103 @@ model comes from the BentoML model store ($BENTOML_HOME), where `ferops promote`
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import gc
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Annotated
 
 import bentoml
 import numpy as np
 import orjson
-from pydantic import Field
-from starlette.responses import JSONResponse, Response
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 
 from ferops.config import load_params
 from ferops.errors import DataError
-from ferops.inference import StatsRecorder, analyze_image
+from ferops.inference import StatsRecorder, locate_faces
 from serving.batcher import EagerBatcher, OverloadedError
-from serving.guard import Guard
+from serving.guard import Guard, read_api_key
+from serving.inputs import InputError, error_body, parse_crops, read_upload
 from serving.slot import ModelSlot, ReloadSignal
 
 log = logging.getLogger("ferops.serving")
 
-# Read once when the service module is imported: the API schema (crop size, limits,
-# batching) is fixed by these values, so they cannot change while the service runs.
+# Read once when the service module is imported: the API limits (crop size, counts,
+# batching) are fixed by these values, so they cannot change while the service runs.
 PARAMS = load_params(os.environ.get("FEROPS_PARAMS", "params.yaml"))
 CFG = PARAMS.serving
 # The training crop (margin, size) with the service's own, faster detection pass.
 FACES = dataclasses.replace(PARAMS.faces, detect_max_side=CFG.detect_max_side)
 SIZE = FACES.size
-
-Pixel = Annotated[int, Field(ge=0, le=255)]
-Row = Annotated[list[Pixel], Field(min_length=SIZE, max_length=SIZE)]
-Crop = Annotated[list[Row], Field(min_length=SIZE, max_length=SIZE)]
-Crops = Annotated[list[Crop], Field(min_length=1, max_length=CFG.max_crops,
-                                    description=f"{SIZE}x{SIZE} grayscale face crops (0-255), "
-                                                f"at most {CFG.max_crops}")]
+# Refuses to start on a set-but-empty key variable (that silently meant "no auth" before).
+API_KEY = read_api_key(CFG.api_key_env)
 
 SLOT = ModelSlot(CFG.bento_model)
-# Served at /metrics beside BentoML's own metrics (its adaptive-batch histogram covers only
-# its own batcher).
+# Served at /metrics beside BentoML's own metrics.
 BATCH_SIZE = bentoml.metrics.Histogram(
-    name="ferops_classify_batch_size", documentation="face crops per model call in /classify",
+    name="ferops_classify_batch_size", documentation="face crops per model call",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+REFUSED = bentoml.metrics.Counter(
+    name="ferops_refused_requests", documentation="requests refused with a 4xx or 503",
+    labelnames=["endpoint", "status"])
+
+# BentoML generates the OpenAPI page from this app's routes; FastAPI's own docs are off.
+app = FastAPI(title="ferops", docs_url=None, redoc_url=None, openapi_url=None)
+CLASSIFY_DOC = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "required": ["crops"], "properties": {
+        "crops": {"type": "array", "minItems": 1, "maxItems": CFG.max_crops,
+                  "description": f"{SIZE}x{SIZE} grayscale face crops, integers 0-255",
+                  "items": {"type": "array", "items": {"type": "array", "items": {
+                      "type": "integer", "minimum": 0, "maximum": 255}}}}}}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                            "description": f"N x {SIZE} x {SIZE} uint8 "
+                                                           f"pixels, row-major"}}}}}
+ANALYZE_DOC = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+        "image": {"type": "string", "format": "binary", "description": "JPEG or PNG photo"}}}},
+    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    "image/png": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, endpoint: str = "") -> Response:
+    if endpoint:
+        REFUSED.labels(endpoint=endpoint, status=str(status)).inc()
+        log.info("refused %s %d: %.120s", endpoint, status, message)  # one short line
+    return Response(error_body(message), status_code=status, media_type="application/json")
+
+
+def _json(body) -> Response:
+    # Serialised here: orjson, numpy floats included, no per-response schema work.
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+                    media_type="application/json")
 
 
 @bentoml.service(name="ferops", workers=CFG.workers, threads=4,
                  traffic={"timeout": 30, "max_concurrency": 512},
                  logging={"access": {"enabled": CFG.access_log}})
+@bentoml.asgi_app(app, path="/")
 class EmotionService:
     def __init__(self) -> None:
         if CFG.model_threads > 0:
             import tensorflow as tf  # before any model exists: TF fixes its pools on first use
             tf.config.threading.set_intra_op_parallelism_threads(CFG.model_threads)
+        log.info("authentication: %s", f"on (API key from ${CFG.api_key_env})" if API_KEY
+                 else f"off (set ${CFG.api_key_env} to require a key)")
         self.slot = SLOT
         self.stats = StatsRecorder(Path(CFG.stats_path)) if CFG.record_stats else None
         self.batcher = EagerBatcher(self._classify_batch, CFG.batch_max_size,
                                     CFG.batch_max_latency_ms / 1000, BATCH_SIZE.observe)
+        # Parsing bodies and decoding photos run here, never on the event loop that answers
+        # /livez; the decode pool's size bounds the memory of concurrent decodes.
+        self.parse_pool = concurrent.futures.ThreadPoolExecutor(
+            2, thread_name_prefix="ferops-parse")
+        self.decode_pool = concurrent.futures.ThreadPoolExecutor(
+            CFG.analyze_threads, thread_name_prefix="ferops-decode")
+        self.analyzing = 0  # /analyze requests decoding or waiting to (event-loop only)
         self.slot.refresh()
         # TensorFlow and Keras leave millions of long-lived objects; a full GC pass over them
         # stalled requests for ~0.4 s now and then. Freezing moves them out of the collector.
@@ -98,49 +139,57 @@ class EmotionService:
     def __is_ready__(self) -> bool:
         return self.slot.predictor is not None
 
-    def _classify_batch(self, crops) -> list[dict]:
+    def _classify_batch(self, crops: list[np.ndarray]) -> list[dict]:
         predictor = self.slot.predictor  # one model for the whole batch, even mid-swap
         answers = predictor.classify(np.asarray(crops, dtype=np.uint8))
         if self.stats:
             self.stats.record(answers, time.time())
         return answers
 
-    # serving.batching picks the batcher (see serving/batcher.py for why eager is the default).
-    if CFG.batching == "bentoml":
-        @bentoml.api(batchable=True, max_batch_size=max(2, CFG.batch_max_size),
-                     max_latency_ms=CFG.batch_max_latency_ms)
-        def classify(self, crops: Crops) -> list[dict]:
-            """Face crops (already detected and normalised by the caller) -> predictions."""
-            return self._classify_batch(crops)
-    else:
-        @bentoml.api
-        async def classify(self, crops: Crops) -> list[dict]:
-            """Face crops (already detected and normalised by the caller) -> predictions.
+    async def _off_loop(self, pool, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
-            Concurrent requests share one model call (eager adaptive batching)."""
-            try:
-                answers = await self.batcher.submit(crops)
-            except OverloadedError as exc:
-                return _error(503, f"overloaded: {exc}")
-            # Serialised here: BentoML would rebuild the output's JSON schema for every
-            # response (a measured 3 % of the service's CPU at 200 requests/s).
-            return Response(orjson.dumps(answers, option=orjson.OPT_SERIALIZE_NUMPY),
-                            media_type="application/json")
-
-    @bentoml.api
-    def analyze(self, image: Path) -> dict:
-        """A JPEG or PNG photo -> every face found, largest first, with box and prediction."""
-        predictor = self.slot.predictor
+    @app.post("/classify", openapi_extra=CLASSIFY_DOC, response_model=None,
+              summary="Face crops (detected and normalised by the caller) -> predictions")
+    async def classify(self, request: Request) -> Response:
+        """Concurrent requests share one model call (eager adaptive batching)."""
+        body = await request.body()
         try:
-            result = analyze_image(image.read_bytes(), predictor, FACES, max_faces=10**6)
-        except DataError as exc:
-            return _error(400, f"unusable image: {exc}")
-        if result["faces_found"] > CFG.max_faces:
-            return _error(422, f"{result['faces_found']} faces found, more than the limit of "
-                               f"{CFG.max_faces} per request (serving.max_faces)")
-        if self.stats:
-            self.stats.record(result["faces"], time.time())
-        return result
+            crops = await self._off_loop(self.parse_pool, parse_crops, body,
+                                         request.headers.get("content-type"), SIZE,
+                                         CFG.max_crops)
+            return _json(await self.batcher.submit(crops))
+        except InputError as exc:
+            return _error(exc.status, exc.message, "classify")
+        except OverloadedError as exc:
+            return _error(503, f"overloaded: {exc}", "classify")
+
+    @app.post("/analyze", openapi_extra=ANALYZE_DOC, response_model=None,
+              summary="A photo -> every face found, largest first, with box and prediction")
+    async def analyze(self, request: Request) -> Response:
+        body = await request.body()
+        limit = CFG.analyze_threads + CFG.analyze_queue
+        if self.analyzing >= limit:
+            return _error(503, f"busy: {self.analyzing} photos are being decoded or queued "
+                               f"(serving.analyze_threads + analyze_queue = {limit}); retry",
+                          "analyze")
+        self.analyzing += 1
+        try:
+            found = await self._off_loop(self.decode_pool, _locate, body,
+                                         request.headers.get("content-type"))
+            crops = [crop for _, crop in found.faces]
+            answers = await self.batcher.submit(crops) if crops else []
+        except InputError as exc:
+            return _error(exc.status, exc.message, "analyze")
+        except OverloadedError as exc:
+            return _error(503, f"overloaded: {exc}", "analyze")
+        finally:
+            self.analyzing -= 1
+        version = answers[0]["model_version"] if answers else self.slot.predictor.version
+        return _json({"width": found.width, "height": found.height,
+                      "faces_found": len(found.faces), "model_version": version,
+                      "faces": [{"box": [b.x, b.y, b.w, b.h], **a} for (b, _), a in
+                                zip(found.faces, answers, strict=True)]})
 
     @bentoml.api
     def info(self) -> dict:
@@ -151,10 +200,11 @@ class EmotionService:
         if predictor is None:
             return {"ready": False, "reason": self.slot.reason, "limits": limits}
         import tensorflow as tf  # loaded already: a model is being served
-        runtime = {"batching": CFG.batching, "workers": CFG.workers, "pid": os.getpid(),
-                   "bento_tag": self.slot.tag,
+        runtime = {"batcher": "eager", "workers": CFG.workers, "pid": os.getpid(),
+                   "bento_tag": predictor.info.get("bento_tag"),
                    "model_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-                   "batches_here": self.batcher.batches, "crops_here": self.batcher.items}
+                   "batches_here": self.batcher.batches, "crops_here": self.batcher.items,
+                   "auth": bool(API_KEY)}
         return {"ready": True, **predictor.info, "limits": limits,
                 "record_stats": bool(self.stats), "runtime": runtime}
 
@@ -163,17 +213,35 @@ class EmotionService:
         """Swap in a newly promoted champion now instead of at the next poll."""
         swapped = self.slot.refresh()
         predictor = self.slot.predictor
-        answer = {"swapped": swapped, "bento_tag": self.slot.tag,
+        tag = predictor.info.get("bento_tag") if predictor else None
+        answer = {"swapped": swapped, "bento_tag": tag,
                   "model_version": predictor.version if predictor else None,
                   "ready": predictor is not None, "workers": CFG.workers,
                   "workers_on_this_model": 1}
         if self.signal:
-            self.signal.ack(self.slot.tag)
+            self.signal.ack(tag)
             self.signal.bump()
             # Answer once every worker serves this model (loading one takes seconds).
-            answer["workers_on_this_model"] = self.signal.wait_all(self.slot.tag, 60)
+            answer["workers_on_this_model"] = self.signal.wait_all(tag, 60)
         return answer
 
 
+def _locate(body: bytes, content_type: str | None):
+    """Upload bytes -> faces (in a decode thread): 4xx InputError for anything unusable."""
+    try:
+        found = locate_faces(read_upload(body, content_type), FACES)
+    except DataError as exc:
+        raise InputError(400, f"unusable image: {exc}") from None
+    if min(found.width, found.height) < FACES.min_face:
+        raise InputError(422, f"image is {found.width}x{found.height} pixels: a side under "
+                              f"{FACES.min_face} px cannot hold a detectable face "
+                              f"(faces.min_face)")
+    if len(found.faces) > CFG.max_faces:
+        raise InputError(422, f"{len(found.faces)} faces found, more than the limit of "
+                              f"{CFG.max_faces} per request (serving.max_faces)")
+    return found
+
+
 EmotionService.add_asgi_middleware(Guard, slot=SLOT, max_body=int(CFG.max_body_mb * 2**20),
-                                   api_key_env=CFG.api_key_env)
+                                   api_key=API_KEY, api_key_env=CFG.api_key_env,
+                                   body_timeout_s=CFG.body_timeout_s)

@@ -29,11 +29,16 @@ log = logging.getLogger("ferops.serving")
 class ModelSlot:
     def __init__(self, bento_name: str) -> None:
         self.bento_name = bento_name
+        # One reference is the whole served state: readers never see a model with
+        # another model's tag in the middle of a swap.
         self.predictor: Predictor | None = None
-        self.tag: str | None = None
         self.reason = "the service is starting"
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
+
+    @property
+    def tag(self) -> str | None:
+        return self.predictor.info.get("bento_tag") if self.predictor else None
 
     def newest(self):
         """The newest BentoML model of this name (what promote or rollback exported last)."""
@@ -65,7 +70,7 @@ class ModelSlot:
                 if self.predictor is None:
                     self.reason = f"champion {tag} failed to load: {exc}"
                 return False
-            old, self.predictor, self.tag = self.tag, predictor, tag  # the swap
+            old, self.predictor = self.tag, predictor  # the swap: one assignment
             gc.freeze()  # the new model's objects are long-lived too (see service.py)
             log.info("serving %s (registry version %s), replacing %s", tag,
                      predictor.version, old)

@@ -165,7 +165,9 @@ class ServingConfig:
     max_faces: int = 20               # faces reported per /analyze request (largest first)
     detect_max_side: int = 480        # /analyze detects on photos downscaled to this side
     max_body_mb: float = 8.0          # larger request bodies get 413
-    batching: str = "eager"           # eager: no deliberate wait | bentoml: BentoML's cork
+    body_timeout_s: float = 10.0      # a body not fully received by then gets 408
+    analyze_threads: int = 2          # photos decoded at once (bounds /analyze memory)
+    analyze_queue: int = 8            # photos waiting for a decode thread; more get 503
     batch_max_size: int = 128         # adaptive batching: most crops in one model call
     batch_max_latency_ms: int = 1000  # queue deadline: past it the service sheds load with 503
     reload_poll_s: float = 10.0       # how often the service looks for a new champion (0: off)
@@ -360,9 +362,11 @@ def _check(p: Params) -> None:
                           f"{p.train.mixed_precision!r}")
     if p.pipelines.drift_action not in ("alert", "retrain"):
         raise ConfigError("pipelines.drift_action must be 'alert' or 'retrain'")
-    if p.serving.batching not in ("eager", "bentoml"):
-        raise ConfigError("serving.batching must be 'eager' or 'bentoml'")
-    if min(p.serving.max_crops, p.serving.max_faces, p.serving.batch_max_size) < 1:
-        raise ConfigError("serving.max_crops, max_faces and batch_max_size must be >= 1")
+    if min(p.serving.max_crops, p.serving.max_faces, p.serving.batch_max_size,
+           p.serving.analyze_threads) < 1 or p.serving.analyze_queue < 0:
+        raise ConfigError("serving.max_crops, max_faces, batch_max_size and analyze_threads "
+                          "must be >= 1, serving.analyze_queue >= 0")
+    if not p.serving.body_timeout_s > 0:
+        raise ConfigError("serving.body_timeout_s must be > 0")
     if any(s not in SPLITS for s in p.validate.required_splits):
         raise ConfigError(f"validate.required_splits must be among {SPLITS}")

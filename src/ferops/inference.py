@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ferops.config import FacesConfig
-from ferops.faces import decode_image, extract_faces
+from ferops.faces import Box, decode_image, extract_faces
 
 # Where bentoml.mlflow.import_model puts the Keras file inside a BentoML model folder.
 KERAS_IN_BENTO = Path("mlflow_model/data/model.keras")
@@ -90,21 +90,22 @@ def load_bento_predictor(path: Path, metadata: dict, tag: str = "") -> Predictor
                      float(metrics.get("temperature") or 1.0), size, info)
 
 
-def analyze_image(data: bytes, predictor: Predictor, faces: FacesConfig,
-                  max_faces: int) -> dict:
-    """Image bytes -> every face (largest first, at most max_faces) with box and prediction.
+@dataclass(frozen=True)
+class FoundFaces:
+    """The decoded photo's size and every face in it, largest first."""
+
+    width: int
+    height: int
+    faces: list[tuple[Box, np.ndarray]]  # (box in photo pixels, (size, size) uint8 crop)
+
+
+def locate_faces(data: bytes, faces: FacesConfig) -> FoundFaces:
+    """Image bytes -> every face with its normalised crop (safe from several threads).
 
     Raises faces.ImageError (a DataError) for bytes that are not a usable image.
     """
     gray = decode_image(data, faces.max_pixels)
-    found = extract_faces(gray, faces)
-    kept = found[:max_faces]
-    crops = np.stack([c for _, c in kept]) if kept else np.zeros((0, faces.size, faces.size))
-    answers = predictor.classify(crops)
-    return {"width": int(gray.shape[1]), "height": int(gray.shape[0]),
-            "faces_found": len(found), "model_version": predictor.version,
-            "faces": [{"box": [b.x, b.y, b.w, b.h], **a} for (b, _), a in
-                      zip(kept, answers, strict=True)]}
+    return FoundFaces(int(gray.shape[1]), int(gray.shape[0]), extract_faces(gray, faces))
 
 
 class StatsRecorder:

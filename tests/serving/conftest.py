@@ -23,7 +23,7 @@ from tests.factories import free_port, make_dataset
 BIN = Path(sys.executable).parent
 # model_threads: 1 also runs the service's TensorFlow thread setting for real.
 LIMITS = {"max_crops": 8, "max_faces": 2, "max_body_mb": 1, "reload_poll_s": 1,
-          "batch_max_latency_ms": 2000, "model_threads": 1}
+          "batch_max_latency_ms": 2000, "model_threads": 1, "body_timeout_s": 2}
 
 
 def ferops(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:

@@ -57,7 +57,7 @@ def test_endpoints_answer_with_the_champion(server: Server, served: dict):
     assert 0 <= info["metrics"]["test_accuracy"] <= 1 and info["trained_at"].endswith("Z")
     assert info["data_version"]["data_md5"].endswith(".dir")
     assert info["limits"]["max_crops"] == LIMITS["max_crops"]
-    assert info["runtime"]["batching"] == "eager"
+    assert info["runtime"]["batcher"] == "eager"
     assert info["runtime"]["model_threads"] == LIMITS["model_threads"]  # applied to TF
 
     sent = crops(3)
@@ -141,8 +141,11 @@ def test_bad_input_gets_a_quick_4xx_and_the_server_stays_up(server: Server):
         assert "error" in json.dumps(r.json()), name
         assert elapsed < 5, (name, elapsed)
     r = requests.post(f"{server.url}/analyze", data=astronaut_jpeg(), timeout=30,
-                      headers={"content-type": "image/jpeg"})  # not multipart
+                      headers={"content-type": "text/plain"})  # neither multipart nor image
     assert r.status_code == 415 and "multipart" in r.json()["error"]
+    r = requests.post(f"{server.url}/analyze", data=astronaut_jpeg(), timeout=30,
+                      headers={"content-type": "image/jpeg"})  # the photo as the body
+    assert r.status_code == 200 and r.json()["faces_found"] == 1
     huge = b"0" * (LIMITS["max_body_mb"] * 2**20 + 1)
     r = requests.post(f"{server.url}/classify", data=huge,
                       headers={"content-type": "application/json"}, timeout=30)

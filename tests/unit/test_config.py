@@ -81,14 +81,6 @@ def test_conv_counts_are_one_per_block_or_one_for_all(convs, ok):
             parse_params(raw)
 
 
-def test_batching_mode_is_checked():
-    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    assert parse_params(raw).serving.batching == "eager"
-    raw["serving"]["batching"] = "lazy"
-    with pytest.raises(ConfigError, match="serving.batching"):
-        parse_params(raw)
-
-
 def test_bare_on_off_for_mixed_precision_is_read_as_the_word():
     """YAML reads `mixed_precision: off` (and `dvc exp run -S ...=off`) as false."""
     raw = yaml.safe_load((PROJECT / "params.yaml").read_text())

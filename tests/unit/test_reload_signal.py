@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from serving.slot import ModelSlot, ReloadSignal
 
@@ -51,11 +52,12 @@ class CountingSlot(ModelSlot):
     def __init__(self) -> None:
         super().__init__("unused")
         self.refreshes = 0
-        self.tag = "m:0"
+        self.predictor = SimpleNamespace(info={"bento_tag": "m:0"})
 
     def refresh(self) -> bool:
         self.refreshes += 1
-        self.tag = f"m:{self.refreshes}"
+        # The slot's tag is its predictor's: one reference, swapped whole.
+        self.predictor = SimpleNamespace(info={"bento_tag": f"m:{self.refreshes}"})
         return True
 
 
