@@ -62,6 +62,8 @@ def bodies() -> tuple[list, list]:
     malformed = [("classify", "json", b"{nope"),
                  ("classify", "json", json.dumps({"crops": [[[300] * 48] * 48]}).encode()),
                  ("classify", "json", b"[" * 50_000),
+                 # Near the 8 MB limit: 3.5 M integers parsed before the crop count fails.
+                 ("classify", "json", b'{"crops": [' + b"0," * 3_500_000 + b"0]}"),
                  ("analyze", "text", "http://127.0.0.1:9/x.png"),
                  ("analyze", "file", jpeg[: len(jpeg) // 3]),
                  ("analyze", "file", b"not an image" * 100)]
@@ -170,6 +172,33 @@ async def soak(url: str, pgid: int, rate: float, seconds: float, malformed_share
             "rss_growth_from": "the sample at 10 s (after warm-up) to the last"}
 
 
+async def decode_burst(url: str, pgid: int, parallel: int = 6) -> dict:
+    """`parallel` /analyze uploads of a ~40-megapixel JPEG at once: the server's peak RSS."""
+    import aiohttp
+    from PIL import Image
+    side = (6000, 6600)  # 39.6 M pixels, under faces.max_pixels (40 M)
+    img = Image.linear_gradient("L").resize(side).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=60)
+    jpeg = buf.getvalue()
+    base = group_rss_mb(pgid)
+    peak, done = base, False
+    async with aiohttp.ClientSession() as session:
+        async def watch() -> None:
+            nonlocal peak
+            while not done:
+                peak = max(peak, group_rss_mb(pgid))
+                await asyncio.sleep(0.1)
+        watcher = asyncio.create_task(watch())
+        statuses = await asyncio.gather(*(send(session, url, ("analyze", "file", jpeg))
+                                          for _ in range(parallel)))
+        done = True
+        await watcher
+    return {"parallel": parallel, "pixels": side[0] * side[1], "jpeg_bytes": len(jpeg),
+            "statuses": sorted(s for s, _ in statuses), "rss_before_mb": base,
+            "rss_peak_mb": peak, "peak_growth_mb": round(peak - base, 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -190,8 +219,12 @@ def main() -> int:
     log = Path(tempfile.mkdtemp()) / "serve.log"
     proc = start_server(args.port, log, {})
     try:
-        result = asyncio.run(soak(f"http://127.0.0.1:{args.port}", proc.pid, args.rate,
-                                  args.seconds, args.malformed, args.analyze_share))
+        url = f"http://127.0.0.1:{args.port}"
+        burst = asyncio.run(decode_burst(url, proc.pid))
+        print("decode burst:", burst, flush=True)
+        result = asyncio.run(soak(url, proc.pid, args.rate, args.seconds, args.malformed,
+                                  args.analyze_share))
+        result["decode_burst_40mp"] = burst
     finally:
         proc.terminate()
         proc.wait(timeout=30)

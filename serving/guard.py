@@ -15,6 +15,9 @@ import os
 # not among them: it tells traffic and model figures, so Prometheus sends the key (README).
 OPEN_PATHS = ("/livez", "/readyz", "/healthz")
 MODEL_PATHS = ("/classify", "/analyze")
+# BentoML's own endpoints without inputs: it logs a whole traceback for a malformed body, so
+# the guard refuses those bodies first (one short line at most, like every other refusal).
+NO_INPUT_PATHS = ("/info", "/reload")
 # The routers answer these in plain text (Starlette) or as {"detail": ...} (FastAPI); no
 # endpoint of ours sends them, so the guard rewrites them all as {"error": ...}.
 PLAIN_ERRORS = {404: "no such endpoint", 405: "method not allowed on this endpoint"}
@@ -66,6 +69,9 @@ class Guard:
             body, receive = await self._read_body(receive)
             if isinstance(body, tuple):
                 return await self._send(send, *body)
+            if path in NO_INPUT_PATHS and not _empty_object(body):
+                return await self._send(send, 400, {"error": f"{path} takes no input: send {{}} "
+                                                             f"or an empty body"})
         return await self.app(scope, receive, _json_errors(send))
 
     def check(self, scope, path: str) -> tuple[int, dict] | None:
@@ -132,6 +138,18 @@ class Guard:
         start, content = _json(status, body, extra)
         await send(start)
         await send(content)
+
+
+def _empty_object(body: bytes) -> bool:
+    """An empty body or a small JSON object (its keys are ignored, as BentoML does)."""
+    if not body.strip():
+        return True
+    if len(body) > 1024:
+        return False
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:
+        return False
 
 
 def _json_errors(send):

@@ -107,6 +107,7 @@ class EmotionService:
         if CFG.model_threads > 0:
             import tensorflow as tf  # before any model exists: TF fixes its pools on first use
             tf.config.threading.set_intra_op_parallelism_threads(CFG.model_threads)
+        _route_logs_to_bentoml()
         log.info("authentication: %s", f"on (API key from ${CFG.api_key_env})" if API_KEY
                  else f"off (set ${CFG.api_key_env} to require a key)")
         self.slot = SLOT
@@ -224,6 +225,18 @@ class EmotionService:
             # Answer once every worker serves this model (loading one takes seconds).
             answer["workers_on_this_model"] = self.signal.wait_all(tag, 60)
         return answer
+
+
+def _route_logs_to_bentoml() -> None:
+    """ferops' INFO lines (auth mode, swaps, refusals) through BentoML's own log handlers;
+    BentoML configures only its own loggers, so these were dropped before."""
+    ours, theirs = logging.getLogger("ferops"), logging.getLogger("bentoml")
+    if ours.handlers:
+        return
+    for handler in theirs.handlers or [logging.StreamHandler()]:
+        ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
 
 
 def _locate(body: bytes, content_type: str | None):

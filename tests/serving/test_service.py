@@ -265,6 +265,45 @@ def test_bentoml_build_packs_service_and_champion(served: dict, tmp_path: Path):
     spec = yaml.safe_load((bento / "bento.yaml").read_text())
     # BentoML 1.4 records the model by tag; export/containerize ship it with the Bento.
     assert [m["tag"].split(":")[0] for m in spec["models"]] == ["ferops-emotion"]
+    serve_the_built_bento(tag, env, tmp_path)
+
+
+def serve_the_built_bento(tag: str, env: dict, tmp_path: Path) -> None:
+    """`bentoml serve <tag>` from a folder outside the checkout, with nothing of the project
+    on the path: the Bento must import its own service and classify a face."""
+    from tests.factories import free_port
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "FEROPS_PARAMS")}
+    port = free_port()
+    log = tmp_path / "bento-serve.log"
+    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1",
+                             "--port", str(port)], cwd=elsewhere, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, log.read_text()[-4000:]
+            try:
+                if requests.get(url + "/readyz", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        r = post_json(url + "/classify", {"crops": crops(1)})
+        assert r.status_code == 200 and r.json()[0]["label"] in CLASSES, r.text
+        files = {"image": ("a.jpg", astronaut_jpeg(), "image/jpeg")}
+        r = requests.post(url + "/analyze", files=files, timeout=60)
+        assert r.status_code == 200 and r.json()["faces_found"] == 1, r.text
+    finally:
+        import os
+        import signal
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "ModuleNotFoundError" not in log.read_text()
 
 
 NEW_EXPORT = """
