@@ -107,16 +107,10 @@ class Server:
         return [int(p) for p in out]
 
     def rss_mb(self) -> float:
-        """Resident memory of the server's whole process group."""
-        total = 0
-        for pid in self.worker_pids():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            total += next((int(line.split()[1]) for line in status.splitlines()
-                           if line.startswith("VmRSS:")), 0)
-        return total / 1024
+        """Resident memory of the server and every descendant (its workers run in another
+        process group, so `pgrep -g` saw only the arbiter)."""
+        from benchmarks.soak import tree_rss_mb
+        return tree_rss_mb(self.proc.pid)
 
     def stop(self) -> None:
         import signal
