@@ -19,6 +19,10 @@ MAX_ERROR_BYTES = 4096      # an error body never exceeds this, whatever the req
 MAX_PARTS = 4               # multipart parts read before refusing (one is expected)
 MAX_PART_HEADER_BYTES = 8192
 RAW_TYPES = ("application/octet-stream",)
+# JSON bytes allowed per pixel of the largest valid request: "255, " is 5, pretty-printed
+# (indent 2) 13.3. A larger body cannot be valid, and parsing it would hold the GIL
+# (a 7 MB body of integers: ~0.2 s during which /livez waited), so it is refused unread.
+JSON_BYTES_PER_PIXEL = 16
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/gif", "image/webp",
                "image/tiff")
 
@@ -62,6 +66,11 @@ def parse_crops(body: bytes, content_type: str | None, size: int, max_crops: int
     if kind not in ("application/json", ""):
         raise InputError(415, f"unsupported content type {kind!r}: send application/json "
                               f"{{\"crops\": [...]}} or application/octet-stream raw pixels")
+    most = max_crops * size * size * JSON_BYTES_PER_PIXEL + 4096
+    if len(body) > most:
+        raise InputError(413, f"JSON body of {len(body):,} bytes is larger than any valid one "
+                              f"({most:,} bytes for {max_crops} crops); send raw pixels as "
+                              f"application/octet-stream for the compact form")
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -60,6 +60,15 @@ def test_raw_crops_of_the_wrong_length_are_refused(size):
     assert err.value.status == 400
 
 
+def test_a_json_body_larger_than_any_valid_one_is_refused_unparsed():
+    big = b'{"crops": [' + b"0," * 200_000 + b"0]}"
+    with pytest.raises(InputError) as err:
+        parse_crops(big, "application/json", S, 8)
+    assert err.value.status == 413 and "octet-stream" in err.value.message
+    pretty = orjson.dumps({"crops": [crop(255)] * 8}, option=orjson.OPT_INDENT_2)
+    assert parse_crops(pretty, "application/json", S, 8).shape == (8, S, S)
+
+
 def test_other_content_types_are_415():
     with pytest.raises(InputError) as err:
         parse_crops(b"x", "text/xml", S, 8)
