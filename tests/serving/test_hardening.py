@@ -361,9 +361,15 @@ def test_stalled_bodies_are_dropped_and_do_not_lock_out_other_clients(server: Se
 
 @pytest.fixture(scope="module")
 def keyed(served: dict, tmp_path_factory):
-    """A second server with a non-ASCII API key."""
-    env = {**served["env"], "FEROPS_API_KEY": "cl\u00e9-\u79d8\u5bc6"}
-    srv = Server(env, tmp_path_factory.mktemp("keyed") / "serve.log")
+    """A second server with a non-ASCII API key, on its own copy of the store: BentoML
+    clears the Prometheus folder under $BENTOML_HOME at start, so sharing one would wipe the
+    session server's metrics."""
+    import shutil
+    root = tmp_path_factory.mktemp("keyed")
+    shutil.copytree(served["env"]["BENTOML_HOME"], root / "bentoml")
+    env = {**served["env"], "FEROPS_API_KEY": "cl\u00e9-\u79d8\u5bc6",
+           "BENTOML_HOME": str(root / "bentoml")}
+    srv = Server(env, root / "serve.log")
     try:
         srv.wait_live()
         yield srv
@@ -400,7 +406,8 @@ def test_websocket_upgrades_are_refused_even_with_a_path_that_exists(keyed: Serv
 
 
 def test_a_set_but_empty_key_refuses_to_start(served: dict, tmp_path: Path):
-    srv = Server({**served["env"], "FEROPS_API_KEY": " "}, tmp_path / "serve.log")
+    srv = Server({**served["env"], "FEROPS_API_KEY": " ",
+                  "BENTOML_HOME": str(tmp_path / "bentoml")}, tmp_path / "serve.log")
     try:
         srv.proc.wait(timeout=120)
     finally:
