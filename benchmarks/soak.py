@@ -80,6 +80,8 @@ def bodies() -> tuple[list, list]:
 
 
 def same(a, b) -> bool:
+    """Equal, but floats within 1e-4: a crop batched with other crops can differ in the last
+    float bits (another summation order), never in label, box or face count."""
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):

@@ -17,6 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+
+# Equal, probabilities within 1e-4 (batching changes the last float bits): one rule for
+# the tests and the soak benchmark.
+from benchmarks.soak import same as same_answer
 from PIL import Image
 
 from tests.serving.conftest import LIMITS, Server, post_json
@@ -35,18 +39,6 @@ def encode(img: Image.Image, fmt: str = "JPEG", **kw) -> bytes:
 def astronaut(side: int) -> Image.Image:
     from skimage import data
     return Image.fromarray(data.astronaut()).resize((side, side))
-
-
-def same_answer(a: dict | list, b: dict | list) -> bool:
-    """Equal, but probabilities within 1e-4: a crop batched with other crops can differ in
-    the last float bits (another summation order), never in label, box or face count."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_answer(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same_answer(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) or isinstance(b, float):
-        return abs(a - b) <= 1e-4
-    return a == b
 
 
 def test_concurrent_answers_equal_the_sequential_answers(server: Server):
