@@ -16,7 +16,6 @@ count and the machine. The model is selected on val only.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shlex
@@ -81,12 +80,12 @@ def check_overrides(params_path: Path, overrides: dict) -> dict:
     run would be a replicate of the profile, not the variant its name claims)."""
     from ferops.config import ConfigError, load_params, parse_params
     try:
-        effective = dataclasses.asdict(load_params(params_path).train)
+        effective = load_params(params_path).train.model_dump()
     except ConfigError as exc:
         raise SystemExit(f"bad --set: {exc}") from exc
     raw = yaml.safe_load(params_path.read_text())
     raw["train"] = {"profile": raw["train"]["profile"]}
-    plain = dataclasses.asdict(parse_params(raw).train)
+    plain = parse_params(raw).train.model_dump()
     same = sorted(k for k in overrides if effective.get(k) == plain.get(k))
     if same:
         raise SystemExit("--set changes nothing for " + ", ".join(

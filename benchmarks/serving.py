@@ -75,9 +75,9 @@ def face_frame(width: int = 640, height: int = 480) -> np.ndarray:
 
 
 def one_crop() -> list:
-    from ferops.config import FacesConfig
+    from ferops.config import load_params
     from ferops.faces import extract_faces, to_gray
-    found = extract_faces(to_gray(face_frame()), FacesConfig())
+    found = extract_faces(to_gray(face_frame()), load_params(PROJECT / "params.yaml").faces)
     if not found:
         raise RuntimeError("the benchmark face was not detected")
     return found[0][1].tolist()

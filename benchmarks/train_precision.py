@@ -30,9 +30,9 @@ ONE = """
 import json, sys, time
 import numpy as np, keras
 from ferops.config import load_params
-from ferops.model import build_model
-from ferops.tfdata import OnlineAugment, make_dataset
-from ferops.train import compile_model
+from ferops.training.model import build_model
+from ferops.training.tfdata import OnlineAugment, make_dataset
+from ferops.training.train import compile_model
 policy, steps, params = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 keras.mixed_precision.set_global_policy(policy)
 cfg = load_params(params).train

@@ -83,6 +83,16 @@ def decision_section(s: RunSummary) -> str:
                              d.get("metric"), d.get("challenger_score"),
                              d.get("champion_score")]]))
         lines += ["", f"Reason: {d.get('reason')}"]
+        stats = d.get("stats") or {}
+        if stats:  # the paired comparison on the same test images (ferops/promotion.py)
+            low, high = stats.get("accuracy_diff_95") or (None, None)
+            lines += ["", table(["rule", "test images", "only challenger right",
+                                 "only champion right", "McNemar p (one-sided)",
+                                 "accuracy difference", "95 % interval"],
+                                [[stats.get("rule"), stats.get("n"),
+                                  stats.get("only_challenger_right"),
+                                  stats.get("only_champion_right"), stats.get("p_value"),
+                                  stats.get("accuracy_diff"), f"[{low}, {high}]"]])]
     lines += ["", f"Service reload: {s.reload}"]
     return "\n".join(lines)
 

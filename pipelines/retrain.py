@@ -18,6 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from ferops.promotion import needs_gate
 from pipelines import report
 from pipelines.common import (
     RETRAIN_FLOW,
@@ -138,7 +139,7 @@ def _promote(root: Path, s: report.RunSummary, opts: Options) -> None:
     last = read_json(root / DECISION)
     if version is None:
         s.decision_note = "No registered model: nothing to promote."
-    elif s.new_version is None and last and str(last.get("challenger")) == str(version):
+    elif not needs_gate(version, s.new_version, last):
         s.decision, s.decision_note = last, (
             f"No new model version; version {version} was already decided "
             "(the last decision, not re-run):")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import gc
 import logging
 import os
@@ -53,7 +52,7 @@ log = logging.getLogger("ferops.serving")
 PARAMS = load_params(os.environ.get("FEROPS_PARAMS", "params.yaml"))
 CFG = PARAMS.serving
 # The training crop (margin, size) with the service's own, faster detection pass.
-FACES = dataclasses.replace(PARAMS.faces, detect_max_side=CFG.detect_max_side)
+FACES = PARAMS.faces.replace(detect_max_side=CFG.detect_max_side)
 SIZE = FACES.size
 # Refuses to start on a set-but-empty key variable (that silently meant "no auth" before).
 API_KEY = read_api_key(CFG.api_key_env)

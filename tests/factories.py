@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ferops.config import ClassesConfig, FacesConfig
+from ferops.config import load_params
 from ferops.data.demo import CLASSES, render_face
 from ferops.data.encode import build_label_map, compute_class_weights, write_dataset
 from ferops.faces import normalize_face
 
+# The project's own parameters: tests change a value with PARAMS.<section>.replace(key=...).
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 PER_CLASS = {"train": 40, "val": 10, "test": 10}
 
 
@@ -27,7 +29,7 @@ def make_dataset(out: Path) -> None:
                 y.append(c)
         splits[split] = (np.stack(x)[..., None], np.array(y, np.int64))
     weights = compute_class_weights(splits["train"][1], len(CLASSES), "balanced")
-    write_dataset(out, splits, weights, build_label_map(ClassesConfig(), FacesConfig()), {})
+    write_dataset(out, splits, weights, build_label_map(PARAMS.classes, PARAMS.faces), {})
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("ferops.data.preprocess", "make every validated image a 48x48 gray face"),
     "augment": ("ferops.data.augment", "seeded offline augmentation of the training split"),
     "encode": ("ferops.data.encode", "map labels onto the class set; write training arrays"),
-    "train": ("ferops.train", "train the CNN on artifacts/dataset (resumable)"),
+    "train": ("ferops.training.train", "train the CNN on artifacts/dataset (resumable)"),
     "evaluate": ("ferops.evaluate", "score the model: accuracy, macro-F1, confusion, calibration"),
     "register": ("ferops.register", "log the run to MLflow and register it as @challenger"),
     "promote": ("ferops.gate:promote_main", "promote @challenger if it beats @champion"),

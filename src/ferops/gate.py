@@ -27,6 +27,12 @@ def print_decision(decision, out: Path | None) -> None:
         out.write_text(text + "\n")
 
 
+def _classes(data: Path) -> list[str] | None:
+    """Class names for the decision's messages (the label map beside the test arrays)."""
+    path = data / "label_map.json"
+    return json.loads(path.read_text()).get("classes") if path.is_file() else None
+
+
 def promote_main(argv: list[str] | None = None) -> int:
     parser = stage_parser("ferops promote",
                           "Promote @challenger to @champion only if it beats it on the "
@@ -44,8 +50,7 @@ def promote_main(argv: list[str] | None = None) -> int:
             raise FeropsError(f"{args.data}/x_test.npy not found: run `dvc repro` first")
         x, y = np.load(args.data / "x_test.npy"), np.load(args.data / "y_test.npy")
         with registry.reporting_failures():
-            decision = registry.promote(cfg.model_name, x, y, cfg.metric, cfg.margin,
-                                        cfg.floor)
+            decision = registry.promote(cfg.model_name, x, y, cfg, _classes(args.data))
         print_decision(decision, args.out)
         if not args.no_export:
             with registry.reporting_failures():

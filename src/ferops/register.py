@@ -8,7 +8,6 @@ generated model card, the data version (data.dvc and dvc.lock hashes) and the gi
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         card = args.out / "model_card.md"
         card.write_text(model_card(params, train, metrics, label_map, tags))
-        flat = {f"train.{k}": v for k, v in dataclasses.asdict(params.train).items()}
+        flat = {f"train.{k}": v for k, v in params.train.model_dump().items()}
         flat |= {"classes": label_map["classes"], "seed": params.seed}
         model = keras.models.load_model(args.model / "model.keras")
         with registry.reporting_failures():

@@ -1,4 +1,5 @@
-"""MLflow: log runs, register models, and the champion/challenger gate. The only mlflow importer.
+"""MLflow and BentoML I/O: log runs, register models, move aliases, export. The only mlflow
+importer; when a challenger may be promoted is ferops.promotion's decision.
 
 Aliases: @challenger (newest registered), @champion (served), @previous (the champion it
 replaced, for rollback). Promotion re-scores both models on the same current test set; the
@@ -12,12 +13,13 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ferops.config import RegistryConfig
 from ferops.errors import FeropsError
+from ferops.promotion import Decision, judge
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
@@ -108,48 +110,17 @@ def load_version(name: str, version: str):
     return mlflow.keras.load_model(f"models:/{name}/{version}")
 
 
-def score(model, x: np.ndarray, y: np.ndarray, metric: str) -> float:
-    """accuracy or macro_f1 of a model on (x, y), computed now (never a stored number)."""
+def predict_classes(model, x: np.ndarray) -> tuple[np.ndarray, int]:
+    """(class ids a model predicts for (N, S, S, 1) uint8 images, its class count), now."""
     from ferops.evaluate import predict_logits
-    from ferops.metrics import classification_report
     logits = predict_logits(model, x)
-    classes = [str(i) for i in range(logits.shape[1])]
-    return float(classification_report(logits, y, classes)[metric])
+    return logits.argmax(axis=1), int(logits.shape[1])
 
 
-@dataclass
-class Decision:
-    action: str                  # promoted | kept | rolled_back | nothing
-    reason: str
-    challenger: str | None = None
-    champion: str | None = None  # the champion before the decision
-    challenger_score: float | None = None
-    champion_score: float | None = None
-    metric: str = "accuracy"
-
-    def as_tags(self) -> dict[str, str]:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return {f"promotion.{k}": str(v) for k, v in asdict(self).items()} | {
-            "promotion.at": stamp}
-
-
-def decide(challenger_score: float, champion_score: float | None, margin: float,
-           floor: float) -> tuple[bool, str]:
-    """The gate, as a pure function: (promote?, why)."""
-    if challenger_score < floor:
-        return False, f"challenger {challenger_score:.4f} is below the floor {floor:.4f}"
-    if champion_score is None:
-        return True, f"first model: {challenger_score:.4f} >= floor {floor:.4f}"
-    gain = challenger_score - champion_score
-    if gain >= margin and gain > 0:
-        return True, f"challenger beats champion by {gain:+.4f} (margin {margin:.4f})"
-    return False, f"challenger {challenger_score:.4f} vs champion {champion_score:.4f}: " \
-                  f"gain {gain:+.4f} is below the margin {margin:.4f}"
-
-
-def promote(name: str, x: np.ndarray, y: np.ndarray, metric: str, margin: float,
-            floor: float) -> Decision:
-    """Re-score @challenger and @champion on (x, y); move the aliases only if the gate passes."""
+def promote(name: str, x: np.ndarray, y: np.ndarray, policy: RegistryConfig,
+            classes: list[str] | None = None) -> Decision:
+    """Re-score @challenger and @champion on (x, y); move the aliases only if the gate
+    (ferops.promotion.judge) passes. The decision and its statistics become version tags."""
     client = connect()
     chal = alias_version(client, name, CHALLENGER)
     champ = alias_version(client, name, CHAMPION)
@@ -157,11 +128,12 @@ def promote(name: str, x: np.ndarray, y: np.ndarray, metric: str, margin: float,
         return Decision("nothing", f"no @{CHALLENGER} version of '{name}'", champion=champ)
     if chal == champ:
         return Decision("nothing", f"version {chal} is already @{CHAMPION}", chal, champ)
-    chal_score = score(load_version(name, chal), x, y, metric)
-    champ_score = score(load_version(name, champ), x, y, metric) if champ else None
-    ok, why = decide(chal_score, champ_score, margin, floor)
+    chal_pred, n_classes = predict_classes(load_version(name, chal), x)
+    champ_pred = predict_classes(load_version(name, champ), x)[0] if champ else None
+    ok, why, chal_score, champ_score, stats = judge(y, chal_pred, champ_pred, n_classes, policy,
+                                                     classes)
     decision = Decision("promoted" if ok else "kept", why, chal, champ, chal_score,
-                        champ_score, metric)
+                        champ_score, policy.metric, stats)
     for key, value in decision.as_tags().items():
         client.set_model_version_tag(name, chal, key, value)
     if ok:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -44,4 +43,4 @@ def params(params_file) -> Params:
 
 
 def with_camera(params: Params, **changes) -> Params:
-    return dataclasses.replace(params, camera=dataclasses.replace(params.camera, **changes))
+    return params.replace(camera=params.camera.replace(**changes))

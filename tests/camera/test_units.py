@@ -16,9 +16,9 @@ from ferops.camera.client import (
 from ferops.camera.overlay import annotate, status_lines
 from ferops.camera.pipeline import Face, FaceFinder, merge_outcome, parse_source
 from ferops.camera.tracking import Tracker, iou
-from ferops.config import FacesConfig
 from ferops.faces import Box
 from tests.camera.fakes import FakeService
+from tests.factories import PARAMS
 
 CROP = np.full((48, 48), 120, np.uint8)
 
@@ -112,7 +112,7 @@ def test_face_finder_detect_every_reuses_boxes(face_video):
     frame = cap.read()[1]
     cap.release()
     black = np.zeros_like(frame)
-    finder = FaceFinder(FacesConfig(), detect_every=2)
+    finder = FaceFinder(PARAMS.faces, detect_every=2)
     boxes = [f.box for f in finder.find(frame)]       # frame 0: detected
     assert boxes
     reused = finder.find(black)                       # frame 1: same boxes, new pixels

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import yaml
 
-from ferops.config import ClassesConfig, FacesConfig, load_params
+from ferops.config import load_params
 from ferops.data.demo import CLASSES
 from ferops.data.encode import build_label_map
-from ferops.lr import ALPHA
+from ferops.training.lr import ALPHA
 from tests.conftest import PROJECT
-from tests.factories import free_port, make_dataset
+from tests.factories import PARAMS, free_port, make_dataset
 
 pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_train_evaluate_register_promote_export(project: Path, env: dict):
 def register_model(model, env: dict, tag: str, name: str = "ferops-emotion") -> str:
     from ferops import registry
     client(env)
-    label_map = build_label_map(ClassesConfig(), FacesConfig())
+    label_map = build_label_map(PARAMS.classes, PARAMS.faces)
     _, version = registry.log_and_register(model, name, label_map, {"kind": tag},
                                            [], {}, [], {"run_name": tag})
     return version
@@ -137,7 +137,7 @@ def small_models():
     """(untrained, trained) real Keras models for the easy task, trained once per module."""
     import keras
 
-    from ferops.model import build_model
+    from ferops.training.model import build_model
     x, y = easy_task()
     keras.utils.set_random_seed(2)
     untrained = build_model("vgg", 7, 48, (8,), 1, 8, 0.0)
@@ -147,18 +147,30 @@ def small_models():
     return untrained, trained
 
 
+def gate(**changes):
+    """The project's gate settings, floor 0 and guards off unless a test sets them."""
+    base = {"rule": "margin", "metric": "accuracy", "margin": 0.002, "floor": 0.0,
+            "max_macro_f1_drop": 1.0, "max_class_recall_drop": None}
+    return PARAMS.registry.replace(**{**base, **changes})
+
+
+def tags_of(env: dict, name: str, version: str) -> dict:
+    return client(env).get_model_version(name, version).tags
+
+
 def test_gate_worse_tie_and_floor(env: dict, small_models):
     from ferops import registry
     name = "ferops-gate"
     x, y = easy_task()
     untrained, trained = small_models
     champion = register_model(trained, env, "champion", name)
-    assert registry.promote(name, x, y, "accuracy", 0.002, 0.5).action == "promoted"
-    best = registry.score(trained, x, y, "accuracy")
+    assert registry.promote(name, x, y, gate(floor=0.5)).action == "promoted"
+    pred, _ = registry.predict_classes(trained, x)
+    best = float(np.mean(pred == y))
     assert best > 0.8
 
     worse = register_model(untrained, env, "worse", name)
-    d = registry.promote(name, x, y, "accuracy", margin=0.002, floor=0.0)
+    d = registry.promote(name, x, y, gate())
     assert d.action == "kept" and "below the margin" in d.reason and d.challenger == worse
     assert d.champion_score == pytest.approx(best)  # re-scored now, not a stored number
     c = client(env)
@@ -168,16 +180,21 @@ def test_gate_worse_tie_and_floor(env: dict, small_models):
     assert float(tags["promotion.champion_score"]) == pytest.approx(best)
 
     tie = register_model(trained, env, "tie", name)
-    d = registry.promote(name, x, y, "accuracy", margin=0.002, floor=0.0)
+    d = registry.promote(name, x, y, gate())
     assert d.action == "kept" and d.challenger == tie
     assert d.challenger_score == pytest.approx(d.champion_score)
 
-    # Even a negative margin never promotes a model that is not strictly better...
+    # A zero margin never promotes a model that is not strictly better, nor does the paired
+    # rule at any significance level...
     register_model(untrained, env, "forced", name)
-    assert registry.promote(name, x, y, "accuracy", margin=-1.0, floor=0.0).action == "kept"
-    # ...and the floor refuses even a better model.
-    register_model(trained, env, "floor", name)
-    d = registry.promote(name, x, y, "accuracy", margin=-1.0, floor=1.01)
+    assert registry.promote(name, x, y, gate(margin=0.0)).action == "kept"
+    d = registry.promote(name, x, y, gate(rule="paired", alpha=0.99))
+    assert d.action == "kept" and "McNemar" in d.reason
+    assert d.stats["only_champion_right"] > d.stats["only_challenger_right"]
+    assert tags_of(env, name, d.challenger)["promotion.stats.p_value"] == str(d.stats["p_value"])
+    # ...and the floor is checked first, whatever the rule would say.
+    register_model(untrained, env, "floor", name)
+    d = registry.promote(name, x, y, gate(rule="paired", alpha=0.99, floor=1.0))
     assert d.action == "kept" and "floor" in d.reason
     assert registry.alias_version(c, name, "champion") == champion
 
@@ -189,9 +206,9 @@ def test_promote_then_rollback_in_one_step(env: dict, small_models):
     x, y = easy_task()
     untrained, trained = small_models
     weak = register_model(untrained, env, "weak", name)
-    assert registry.promote(name, x, y, "accuracy", 0.002, 0.0).action == "promoted"
+    assert registry.promote(name, x, y, gate()).action == "promoted"
     strong = register_model(trained, env, "strong", name)
-    d = registry.promote(name, x, y, "accuracy", 0.002, 0.0)
+    d = registry.promote(name, x, y, gate())
     assert d.action == "promoted", d.reason
     c = client(env)
     assert registry.alias_version(c, name, "champion") == strong
@@ -209,7 +226,7 @@ def test_killed_training_resumes_and_leaves_aliases_alone(project: Path, env: di
     raw = yaml.safe_load((project / "params.yaml").read_text())
     raw["train"].update({"epochs": 6, "checkpoint_every": 1})
     (project / "resume.yaml").write_text(yaml.safe_dump(raw))
-    args = [sys.executable, "-m", "ferops.train", "--params", "resume.yaml",
+    args = [sys.executable, "-m", "ferops.training.train", "--params", "resume.yaml",
             "--out", "artifacts/model_resume", "--work", "artifacts/work_resume"]
     state = project / "artifacts/work_resume/resume/resume.json"
     proc = subprocess.Popen(args, cwd=project, env=env, stdout=subprocess.DEVNULL,
@@ -264,7 +281,7 @@ def test_against_a_real_mlflow_server(tmp_path: Path):
         import keras
 
         from ferops import registry
-        from ferops.model import build_model
+        from ferops.training.model import build_model
         env = {"MLFLOW_TRACKING_URI": url}
         model = build_model("vgg", 7, 48, (8,), 1, 8, 0.0)
         version = register_model(model, env, "server")

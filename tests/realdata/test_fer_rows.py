@@ -13,12 +13,7 @@ import numpy as np
 import pytest
 
 from ferops.config import (
-    AugmentConfig,
-    ClassesConfig,
-    FacesConfig,
-    IngestConfig,
     SourceConfig,
-    ValidateConfig,
 )
 from ferops.data.augment import augment
 from ferops.data.encode import encode
@@ -28,6 +23,7 @@ from ferops.data.validate import validate_table
 from ferops.errors import DataError
 from ferops.labels import CANONICAL
 from tests.conftest import SHARED_DATA
+from tests.factories import PARAMS
 
 pytestmark = pytest.mark.fer2013
 # 150 Training rows, then 75 each from PublicTest (28709-) and PrivateTest (32298-).
@@ -58,7 +54,7 @@ def fer_dir(tmp_path_factory) -> Path:
 
 def test_fer2013_rows_through_every_stage(fer_dir: Path):
     src = SourceConfig(name="fer2013", kind="fer2013", path="fer2013.csv")
-    table, quarantine, removed, report, _ = ingest([src], IngestConfig(), FacesConfig(), fer_dir)
+    table, quarantine, removed, report, _ = ingest([src], PARAMS.ingest, PARAMS.faces, fer_dir)
     assert quarantine.empty
     assert report["per_source"]["fer2013"]["read"] == len(ROWS)
     # FER2013 has exact duplicates; a val copy of a test image is removed, the test set is kept
@@ -72,14 +68,14 @@ def test_fer2013_rows_through_every_stage(fer_dir: Path):
     assert table.images[0][0, :5].tolist() == [70, 80, 82, 72, 58]
     present = tuple(sorted(set(table.meta.loc[table.meta["split"] == "train", "label"])))
     assert len(present) >= 6  # the 150 first rows cover (nearly) every emotion
-    result = validate_table(table, quarantine, ClassesConfig(names=present, others="drop"),
-                            ValidateConfig(min_per_class=1))
+    result = validate_table(table, quarantine, PARAMS.classes.replace(names=present, others="drop"),
+                            PARAMS.validate.replace(min_per_class=1))
     assert [f.name for f in result.failures(critical=True)] == []
     images = preprocess(table, 48)
     np.testing.assert_array_equal(images[0], table.images[0])  # already 48x48 gray
-    aug, meta = augment(images, table.meta, AugmentConfig(multiplier=2), seed=1)
-    splits, weights, summary = encode(aug, meta, ClassesConfig(names=present, others="drop"),
-                                      "balanced")
+    aug, meta = augment(images, table.meta, PARAMS.augment.replace(multiplier=2), seed=1)
+    present_only = PARAMS.classes.replace(names=present, others="drop")
+    splits, weights, summary = encode(aug, meta, present_only, "balanced")
     test_in_classes = table.meta.query("split == 'test'")["label"].isin(present).sum()
     assert len(splits["train"][0]) == 2 * counts["train"]
     assert len(splits["test"][0]) == test_in_classes
@@ -89,7 +85,7 @@ def test_fer2013_rows_through_every_stage(fer_dir: Path):
 def test_ferplus_majority_labels_join_on_row_position(fer_dir: Path):
     src = SourceConfig(name="ferplus", kind="ferplus", path="fer2013.csv",
                        votes="fer2013new.csv")
-    table, quarantine, removed, report, excluded = ingest([src], IngestConfig(), FacesConfig(),
+    table, quarantine, removed, report, excluded = ingest([src], PARAMS.ingest, PARAMS.faces,
                                                          fer_dir)
     assert len(table) + len(quarantine) + len(removed) + len(excluded) == len(ROWS)
     assert len(table) > 0.7 * len(ROWS)
@@ -120,4 +116,4 @@ def test_ferplus_row_count_mismatch_is_a_clear_error(fer_dir: Path, tmp_path: Pa
     (tmp_path / "fer2013.csv").write_text((fer_dir / "fer2013.csv").read_text())
     src = SourceConfig(name="ferplus", kind="ferplus", path="fer2013.csv", votes="votes.csv")
     with pytest.raises(DataError, match="290 rows but .*fer2013.csv has 300"):
-        ingest([src], IngestConfig(), FacesConfig(), tmp_path)
+        ingest([src], PARAMS.ingest, PARAMS.faces, tmp_path)

@@ -70,7 +70,11 @@ def served(tmp_path_factory) -> dict:
                         {"epochs": 1, "max_train_images": 35}, stats)
     decision = train_and_promote(root, weak, env)
     assert decision["action"] == "promoted", decision
-    strong = write_params(root, "params.yaml", {"epochs": 20, "batch_size": 32}, stats)
+    # Version 2 (trained by the hot-swap test) must beat it every time: 20 epochs with early
+    # stopping once scored 0.129 against the champion's 0.143 (the gate rightly kept it), so
+    # it trains 40 epochs with no early stop; the best epoch on val is kept.
+    strong = write_params(root, "params.yaml",
+                          {"epochs": 40, "batch_size": 32, "patience": 40}, stats)
     env["FEROPS_PARAMS"] = str(strong)
     return {"root": root, "env": env, "params": strong, "stats": stats}
 

@@ -93,3 +93,72 @@ def test_bare_on_off_for_mixed_precision_is_read_as_the_word():
     raw["train"] = {"profile": "demo", "mixed_precision": "fp8"}
     with pytest.raises(ConfigError, match="'fp8'"):
         parse_params(raw)
+
+
+def test_the_models_carry_no_defaults_so_params_yaml_holds_every_value():
+    """A default in code would change the model without DVC seeing it (issue 18)."""
+    from pydantic import BaseModel
+
+    from ferops import config
+    sections = [c for c in vars(config).values() if isinstance(c, type)
+                and issubclass(c, config.Section) and c is not config.Section]
+    assert len(sections) >= 13
+    # A catalog entry's optional keys (faces, optional, votes) are per-entry options, named
+    # in params.yaml's comments; nothing else may have a default.
+    allowed = {("SourceConfig", "faces"), ("SourceConfig", "optional"),
+               ("SourceConfig", "votes")}
+    defaults = {(c.__name__, name) for c in sections
+                for name, f in c.model_fields.items() if not f.is_required()}
+    assert defaults == allowed
+    with pytest.raises(Exception, match="Field required"):
+        config.Params()
+    assert issubclass(config.Params, BaseModel)
+
+
+def test_every_training_key_is_in_train_defaults():
+    from ferops.config import TrainConfig
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    assert set(raw["train_defaults"]) == set(TrainConfig.model_fields) - {"profile"}
+    del raw["train_defaults"]["warmup_epochs"]
+    with pytest.raises(ConfigError, match=r"train\.warmup_epochs: Field required"):
+        parse_params(raw)
+
+
+def test_a_profile_key_that_does_not_exist_is_named_with_its_profile():
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["train_profiles"]["cpu"]["lr_decay"] = 0.5
+    with pytest.raises(ConfigError, match=r"train_profiles\.cpu: unknown key\(s\) lr_decay"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("faces", "margin", "wide", r"faces\.margin: Input should be a valid number"),
+    ("serving", "port", 70000, r"serving\.port: Input should be less than or equal to 65535"),
+    ("ingest", "leakage", "ignore", r"ingest\.leakage: Input should be 'keep_eval' or 'fail'"),
+    ("validate", "required_splits", ["train", "dev"], r"validate\.required_splits\.1"),
+])
+def test_errors_name_the_full_key_path(section, key, value, message):
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw[section][key] = value
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)
+
+
+def test_a_missing_key_and_a_catalog_rule_are_named(tmp_path: Path):
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    del raw["serving"]["body_timeout_s"]
+    raw["ingest"]["catalog"]["ferplus"].pop("votes")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    text = str(err.value)
+    assert str(path) in text and "ingest.catalog.ferplus.votes: kind ferplus needs" in text
+    assert "serving.body_timeout_s: Field required" in text
+
+
+def test_replace_validates_the_copy():
+    faces = load_params(PROJECT / "params.yaml").faces
+    assert faces.replace(margin=0.3).margin == 0.3 and faces.margin == 0.15
+    with pytest.raises(Exception, match="greater than 1"):
+        faces.replace(scale_factor=0.9)

@@ -6,7 +6,6 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from ferops.config import FacesConfig
 from ferops.faces import (
     Box,
     ImageError,
@@ -17,8 +16,9 @@ from ferops.faces import (
     normalize_face,
 )
 from tests.conftest import png_bytes
+from tests.factories import PARAMS
 
-CFG = FacesConfig()
+CFG = PARAMS.faces
 
 
 def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:

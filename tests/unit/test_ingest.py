@@ -8,14 +8,15 @@ import pytest
 import yaml
 from skimage import data as skdata
 
-from ferops.config import FacesConfig, IngestConfig, SourceConfig
+from ferops.config import SourceConfig
 from ferops.data.ingest import assign_splits, hash_image, ingest, main
 from ferops.data.table import load_table
 from ferops.errors import DataError
 from tests.conftest import PROJECT, noise_image, png_bytes
+from tests.factories import PARAMS
 
-FACES = FacesConfig()
-CFG = IngestConfig(val_fraction=0.2, test_fraction=0.2)
+FACES = PARAMS.faces
+CFG = PARAMS.ingest.replace(val_fraction=0.2, test_fraction=0.2)
 
 
 def folder(name: str, path: str, faces: str = "crop", optional: bool = False) -> SourceConfig:
@@ -171,7 +172,7 @@ def test_duplicates_leakage_and_conflicts(tmp_path, rng):
         (tmp_path / "set" / rel).mkdir(parents=True)
         for i, img in enumerate(images):
             (tmp_path / "set" / rel / f"{i}.png").write_bytes(png_bytes(img))
-    cfg = IngestConfig(val_fraction=0.0, test_fraction=0.0, protect_splits=("test",))
+    cfg = PARAMS.ingest.replace(val_fraction=0.0, test_fraction=0.0, protect_splits=("test",))
     table, quarantine, removed, report, _ = ingest([folder("set", "set")], cfg, FACES, tmp_path)
     kinds = dict(zip(removed["origin"], removed["kind"], strict=True))
     assert kinds == {"set/train/happy/1.png": "duplicate", "set/train/happy/2.png": "leakage"}
@@ -189,7 +190,7 @@ def test_leakage_fail_policy_stops(tmp_path, rng):
     for rel in ("train/happy", "test/happy"):
         (tmp_path / "set" / rel).mkdir(parents=True)
         (tmp_path / "set" / rel / "x.png").write_bytes(png_bytes(img))
-    cfg = IngestConfig(leakage="fail")
+    cfg = PARAMS.ingest.replace(leakage="fail")
     with pytest.raises(DataError, match="two splits"):
         ingest([folder("set", "set")], cfg, FACES, tmp_path)
 

@@ -1,12 +1,12 @@
-"""ferops.lr: the learning-rate curve, and a time budget that shortens a run without leaving
-it un-annealed."""
+"""ferops.training.lr: the learning-rate curve, and a time budget that shortens a run without
+leaving it un-annealed."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ferops.lr import ALPHA, PlannedLR, cosine_lr, epochs_that_fit
+from ferops.training.lr import ALPHA, PlannedLR, cosine_lr, epochs_that_fit
 
 
 def test_the_curve_is_keras_cosine_decay_with_warmup():

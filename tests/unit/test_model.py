@@ -1,8 +1,9 @@
-"""ferops.model: the builders honour per-block conv counts and where spatial dropout starts."""
+"""ferops.training.model: the builders honour per-block conv counts and where spatial dropout
+starts."""
 
 import pytest
 
-from ferops.model import build_model, per_block
+from ferops.training.model import build_model, per_block
 
 
 def test_a_single_conv_count_applies_to_every_block():

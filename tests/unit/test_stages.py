@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ferops.config import AugmentConfig, ClassesConfig, FacesConfig
 from ferops.data.augment import augment, augment_image
 from ferops.data.encode import build_label_map, compute_class_weights, encode, map_labels
 from ferops.data.preprocess import preprocess, require_validated
 from ferops.data.table import ImageTable
 from ferops.errors import DataError
 from tests.conftest import noise_image
+from tests.factories import PARAMS
 
 
 def make_meta(labels, splits):
@@ -42,7 +42,7 @@ def test_preprocess_refuses_unvalidated_data(tmp_path):
 def test_augment_only_touches_train_and_is_seeded(rng):
     images = np.stack([noise_image(rng) for _ in range(6)])
     meta = make_meta(["happy", "sad"] * 3, ["train", "train", "train", "train", "val", "test"])
-    cfg = AugmentConfig(multiplier=3)
+    cfg = PARAMS.augment.replace(multiplier=3)
     out, out_meta = augment(images, meta, cfg, seed=1)
     assert out.shape == (6 + 2 * 4, 48, 48) and out.dtype == np.uint8
     np.testing.assert_array_equal(out[:6], images)  # originals first, unchanged
@@ -60,26 +60,28 @@ def test_augment_only_touches_train_and_is_seeded(rng):
 
 def test_augment_multiplier_one_is_identity(rng):
     images = np.stack([noise_image(rng) for _ in range(3)])
-    out, meta = augment(images, make_meta(["happy"] * 3, ["train"] * 3), AugmentConfig(1), 0)
+    out, meta = augment(images, make_meta(["happy"] * 3, ["train"] * 3),
+                        PARAMS.augment.replace(multiplier=1), 0)
     np.testing.assert_array_equal(out, images)
     assert not meta["augmented"].any()
 
 
 def test_flip_only_augmentation_mirrors(rng):
     img = noise_image(rng)
-    cfg = AugmentConfig(flip=1.0, rotate_deg=0, shift=0, zoom=0, brightness=0, contrast=0,
+    cfg = PARAMS.augment.replace(flip=1.0, rotate_deg=0, shift=0, zoom=0, brightness=0, contrast=0,
                         cutout=0)
     np.testing.assert_array_equal(augment_image(img, cfg, rng), img[:, ::-1])
 
 
 def test_map_labels_with_merge_subset_and_drop():
     labels = pd.Series(["happy", "disgust", "angry", "sad", "fear"])
-    merged = ClassesConfig(names=("angry", "happy", "sad", "fear"), merge={"disgust": "angry"})
+    merged = PARAMS.classes.replace(names=("angry", "happy", "sad", "fear"),
+                                    merge={"disgust": "angry"})
     assert map_labels(labels, merged).tolist() == [1, 0, 0, 2, 3]
-    subset = ClassesConfig(names=("happy", "neutral", "fear"), others="drop")
+    subset = PARAMS.classes.replace(names=("happy", "neutral", "fear"), others="drop")
     assert map_labels(labels, subset).tolist() == [0, -1, -1, -1, 2]
     with pytest.raises(DataError, match="not in classes.names"):
-        map_labels(labels, ClassesConfig(names=("happy", "fear")))
+        map_labels(labels, PARAMS.classes.replace(names=("happy", "fear")))
 
 
 def test_balanced_class_weights_by_hand():
@@ -97,7 +99,7 @@ def test_encode_splits_shapes_and_summary(rng):
     images = np.stack([noise_image(rng) for _ in range(7)])
     meta = make_meta(["happy", "fear", "neutral", "angry", "fear", "happy", "neutral"],
                      ["train", "train", "train", "train", "val", "test", "test"])
-    classes = ClassesConfig(names=("happy", "neutral", "fear"), others="drop")
+    classes = PARAMS.classes.replace(names=("happy", "neutral", "fear"), others="drop")
     splits, weights, summary = encode(images, meta, classes, "balanced")
     x, y = splits["train"]
     assert x.shape == (3, 48, 48, 1) and x.dtype == np.uint8 and y.tolist() == [0, 2, 1]
@@ -112,6 +114,6 @@ def test_encode_splits_shapes_and_summary(rng):
 
 
 def test_label_map_carries_the_input_spec():
-    lm = build_label_map(ClassesConfig(), FacesConfig())
+    lm = build_label_map(PARAMS.classes, PARAMS.faces)
     assert lm["classes"][0] == "angry" and lm["input"]["height"] == 48
     assert lm["input"]["value_range"] == [0, 255]

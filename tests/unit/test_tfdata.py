@@ -1,4 +1,4 @@
-"""ferops.tfdata: the training input pipeline (batched on-line augmentation, mixup)."""
+"""ferops.training.tfdata: the training input pipeline (batched on-line augmentation, mixup)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ferops.tfdata import OnlineAugment, make_dataset, mixup_batch
+from ferops.training.tfdata import OnlineAugment, make_dataset, mixup_batch
 
 
 @pytest.fixture

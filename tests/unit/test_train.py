@@ -1,6 +1,6 @@
-"""ferops.train on a tiny dataset: what is validated is what is selected and saved (with and
-without weight averaging and mixup), a crash-resume checkpoint keeps the averages, and mixed
-precision (the GPU profile's path; bfloat16 on this CPU) trains."""
+"""ferops.training.train on a tiny dataset: what is validated is what is selected and saved
+(with and without weight averaging and mixup), a crash-resume checkpoint keeps the averages, and
+mixed precision (the GPU profile's path; bfloat16 on this CPU) trains."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 
 from ferops.config import TrainConfig
 from ferops.data.demo import CLASSES
-from tests.factories import make_dataset
+from tests.factories import PARAMS, make_dataset
 
-TINY = TrainConfig(widths=(8, 16), convs=1, dense=16, dropout=0.2, epochs=3, batch_size=32,
+TINY = PARAMS.train.replace(widths=(8, 16), convs=1, dense=16, dropout=0.2, epochs=3, batch_size=32,
                    patience=10, balance="none", checkpoint_every=0, lr=0.005)
 
 
@@ -28,7 +28,7 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("ema, mixup", [(0.0, 0.0), (0.8, 0.0), (0.8, 0.3)])
 def test_the_selected_model_scores_what_its_epoch_logged(dataset: Path, tmp_path: Path, ema,
                                                          mixup):
-    from ferops.train import load_split, train_model
+    from ferops.training.train import load_split, train_model
     # float32: the logged figure must be reproduced exactly (bf16 would agree only closely).
     cfg = TrainConfig(**{**TINY.__dict__, "ema_momentum": ema, "aug_mixup": mixup,
                          "mixed_precision": "off"})
@@ -45,9 +45,9 @@ def test_the_selected_model_scores_what_its_epoch_logged(dataset: Path, tmp_path
 def test_a_resume_checkpoint_keeps_the_weight_averages(dataset: Path, tmp_path: Path):
     import keras
 
-    from ferops.checkpoint import ResumeCheckpoint, load_resume
-    from ferops.model import build_model
-    from ferops.train import compile_model, load_split
+    from ferops.training.checkpoint import ResumeCheckpoint, load_resume
+    from ferops.training.model import build_model
+    from ferops.training.train import compile_model, load_split
     cfg = TrainConfig(**{**TINY.__dict__, "ema_momentum": 0.8})
     x, y = load_split(dataset, "train")
     model = compile_model(build_model("vgg", len(CLASSES), 48, cfg.widths, cfg.convs, cfg.dense,
@@ -73,7 +73,7 @@ def test_a_resume_checkpoint_keeps_the_weight_averages(dataset: Path, tmp_path: 
 def test_mixed_precision_trains_and_returns_a_float32_model(dataset: Path, tmp_path: Path):
     import keras
 
-    from ferops.train import train_model
+    from ferops.training.train import train_model
     cfg = TrainConfig(**{**TINY.__dict__, "epochs": 2, "mixed_precision": "on"})
     result = train_model(dataset, cfg, 7, tmp_path / "work", list(CLASSES))
     assert result.precision == "mixed_bfloat16"  # no GPU here: the CPU's mixed type
@@ -86,7 +86,7 @@ def test_mixed_precision_trains_and_returns_a_float32_model(dataset: Path, tmp_p
 
 
 def test_a_run_past_its_time_budget_stops_with_its_best_model(dataset: Path, tmp_path: Path):
-    from ferops.train import train_model
+    from ferops.training.train import train_model
     # A budget of 0.06 s is spent by the first epoch: the run stops there, not after 5.
     cfg = TrainConfig(**{**TINY.__dict__, "epochs": 5, "time_budget_min": 0.001})
     result = train_model(dataset, cfg, 7, tmp_path / "work", list(CLASSES))
@@ -98,8 +98,8 @@ def test_a_run_past_its_time_budget_stops_with_its_best_model(dataset: Path, tmp
 def test_float32_copy_keeps_the_weights_and_predictions():
     import keras
 
-    from ferops.model import build_model
-    from ferops.train import as_float32
+    from ferops.training.model import build_model
+    from ferops.training.train import as_float32
     cfg = TrainConfig(**{**TINY.__dict__, "epochs": 1})
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
@@ -118,7 +118,7 @@ def test_float32_copy_keeps_the_weights_and_predictions():
 
 
 def test_precision_choice_on_this_machine():
-    from ferops.train import cpu_has_bf16, pick_precision
+    from ferops.training.train import cpu_has_bf16, pick_precision
     assert pick_precision("off") == "float32"
     assert pick_precision("on") == "mixed_bfloat16"  # no GPU here
     assert pick_precision("auto") == ("mixed_bfloat16" if cpu_has_bf16() else "float32")
@@ -130,21 +130,22 @@ from pathlib import Path
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from ferops import train
-from ferops.config import TrainConfig
+from ferops.training import train
+from ferops.config import TrainConfig, load_params
 from ferops.data.demo import CLASSES
 # No GPUs here: two logical CPUs stand in for them, so train_model runs under the same
 # MirroredStrategy it would use on a multi-GPU machine.
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 train.pick_strategy = lambda: (strategy, "2 logical CPUs (MirroredStrategy)")
-import ferops.model
-build, in_scope = ferops.model.build_model, []
+import ferops.training.model
+build, in_scope = ferops.training.model.build_model, []
 def spy(*args, **kwargs):  # the model must be built inside the strategy's scope
     in_scope.append(tf.distribute.get_strategy() is strategy)
     return build(*args, **kwargs)
-ferops.model.build_model = spy
-cfg = TrainConfig(widths=(8, 16), convs=1, dense=16, epochs=2, batch_size=32, patience=10,
-                  balance="none", checkpoint_every=0, ema_momentum=0.8)
+ferops.training.model.build_model = spy
+cfg = load_params().train.replace(widths=(8, 16), convs=1, dense=16, epochs=2, batch_size=32,
+                                  patience=10, balance="none", checkpoint_every=0,
+                                  ema_momentum=0.8)
 result = train.train_model(Path(sys.argv[1]), cfg, 7, Path(sys.argv[2]), list(CLASSES))
 print("replicas", strategy.num_replicas_in_sync, "epochs", len(result.history),
       "loss", result.history[-1]["loss"], "in_scope", in_scope[0])
@@ -169,7 +170,7 @@ def test_best_checkpoint_survives_a_kill_and_a_resume(tmp_path: Path):
     keeps the best so far, and a half-written orphan from a kill is never read."""
     import keras
 
-    from ferops.checkpoint import BestCheckpoint
+    from ferops.training.checkpoint import BestCheckpoint
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     first = BestCheckpoint(tmp_path)
     first.set_model(model)

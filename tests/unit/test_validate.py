@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -10,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from ferops.config import ClassesConfig, ValidateConfig
 from ferops.data.table import ImageTable, save_table
 from ferops.data.validate import compute_image_stats, main, validate_table
+from tests.conftest import PROJECT
+from tests.factories import PARAMS
 
-CLASSES = ClassesConfig()
-CFG = ValidateConfig()
+CLASSES = PARAMS.classes
+CFG = PARAMS.validate
 PER_SPLIT = {"train": 12, "val": 2, "test": 2}
 NO_QUARANTINE = pd.DataFrame(columns=["origin", "source", "reason"], dtype=object)
 
@@ -187,17 +187,18 @@ def test_merge_folds_a_label_into_its_target():
     names = tuple(n for n in CLASSES.names if n != "disgust")
     rows = [r for r in make_rows() if r["label"] != "disgust"]
     rows += make_rows(labels=["disgust"], per_split={"train": 5, "val": 1, "test": 1}, seed=3)
-    merged = ClassesConfig(names=names, merge={"disgust": "angry"})
+    merged = PARAMS.classes.replace(names=names, merge={"disgust": "angry"})
     report = run(rows, classes=merged)
     assert report.success, failed(report, None)
     assert report.summary["class_counts"]["angry"]["train"] == 17
-    assert not run(rows, classes=ClassesConfig(names=names)).success  # disgust unknown then
+    # disgust is unknown then
+    assert not run(rows, classes=PARAMS.classes.replace(names=names)).success
 
 
 def test_drop_allows_any_canonical_label():
     rows = make_rows()
     rows[0]["label"] = "contempt"
-    dropping = dataclasses.replace(CLASSES, others="drop")
+    dropping = CLASSES.replace(others="drop")
     assert not run(rows).success
     report = run(rows, classes=dropping)
     # angry lost one training image (11 left) but still meets the minimum of 10
@@ -208,10 +209,13 @@ def write_ingest(tmp_path: Path, rows: list[dict], quarantine: pd.DataFrame) -> 
     in_dir = tmp_path / "ingest"
     save_table(to_table(rows), in_dir)
     quarantine.to_csv(in_dir / "quarantine.csv", index=False)
-    params = tmp_path / "params.yaml"
-    # validate reads only classes and validate; an empty source list keeps the file minimal
-    params.write_text(yaml.safe_dump({"ingest": {"sources": []}}), encoding="utf-8")
+    write_project_params(tmp_path)
     return in_dir
+
+
+def write_project_params(tmp_path: Path) -> None:
+    """The project's params.yaml (every key is required), beside the test's files."""
+    (tmp_path / "params.yaml").write_text((PROJECT / "params.yaml").read_text(), encoding="utf-8")
 
 
 def call_main(tmp_path: Path, in_dir: Path) -> int:
@@ -247,6 +251,6 @@ def test_main_fails_with_exit_code_2_naming_the_file(tmp_path, capsys):
 
 
 def test_main_without_ingest_output_is_a_clean_error(tmp_path, capsys):
-    (tmp_path / "params.yaml").write_text("ingest: {sources: []}\n", encoding="utf-8")
+    write_project_params(tmp_path)
     assert call_main(tmp_path, tmp_path / "nothing") == 2
     assert "ingest" in capsys.readouterr().err

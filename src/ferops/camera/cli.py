@@ -14,7 +14,7 @@ from ferops.camera.headless import run_headless
 from ferops.camera.labeling import CONSENT_NOTICE, ConsentStore, Labeler
 from ferops.camera.pipeline import CameraError, Summary
 from ferops.camera.realtime import gui_problem, run_realtime
-from ferops.config import DEFAULT_PARAMS, ConfigError, Params, load_params
+from ferops.config import ConfigError, Params, load_params
 
 EPILOG = """examples:
   ferops-camera                                   webcam 0, live window
@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None, metavar="KEY",
                    help="API key sent as 'Authorization: Bearer <key>' "
                         "(default: $FEROPS_API_KEY, if set)")
-    p.add_argument("--params", default=str(DEFAULT_PARAMS), metavar="PATH",
-                   help="params file (default: %(default)s)")
+    p.add_argument("--params", default=None, metavar="PATH",
+                   help="params file (default: ./params.yaml, else the project's)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="seconds per service request (default: camera.timeout_s)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",

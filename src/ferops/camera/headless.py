@@ -37,7 +37,7 @@ from ferops.camera.pipeline import (
     source_fps,
 )
 from ferops.camera.tracking import Tracker
-from ferops.config import Params
+from ferops.config import Params, load_params
 
 _END = object()
 Item = tuple[int, float, np.ndarray, list[Face], "Future[Outcome] | None"]
@@ -57,7 +57,7 @@ def run_headless(source: str | int, service_url: str, out_video: str | Path | No
     labeler that has consent) saves every detected face crop under that label.
     on_frame(record) is called after each frame is written (progress hooks, tests).
     """
-    params = params or Params()
+    params = params or load_params()
     cam = params.camera
     classifier = make_classifier(service_url, params, api_key, timeout_s, backoff_max_s)
     src = parse_source(source)

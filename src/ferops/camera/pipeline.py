@@ -6,7 +6,6 @@ functions training uses; only those crops go to the service.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,8 +71,8 @@ class FaceFinder:
     def __init__(self, cfg: FacesConfig, detect_every: int = 1,
                  camera: CameraConfig | None = None):
         if camera is not None:  # live video: a smaller, coarser detection pass (params camera)
-            cfg = dataclasses.replace(cfg, detect_max_side=camera.detect_max_side,
-                                      scale_factor=camera.scale_factor)
+            cfg = cfg.replace(detect_max_side=camera.detect_max_side,
+                              scale_factor=camera.scale_factor)
         self.cfg = cfg
         self.detect_every = max(1, detect_every)
         self._boxes: list[Box] = []

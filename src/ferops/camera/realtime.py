@@ -37,7 +37,7 @@ from ferops.camera.pipeline import (
     source_fps,
 )
 from ferops.camera.tracking import Tracker
-from ferops.config import Params
+from ferops.config import Params, load_params
 
 CLOSED = object()
 KEY_QUIT = (ord("q"), ord("Q"), 27)  # 27: Esc
@@ -256,7 +256,7 @@ def run_realtime(source: str | int, service_url: str, params: Params | None = No
     Raises CameraError when the source cannot be opened, or when no display is given and
     OpenCV cannot open a window here.
     """
-    params = params or Params()
+    params = params or load_params()
     cam = params.camera
     if display is None:
         problem = gui_problem()

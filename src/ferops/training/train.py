@@ -4,7 +4,7 @@ Resumable: a run killed at any point (even SIGKILL mid-epoch) continues from its
 checkpoint when rerun with the same command. Uses every GPU present (MirroredStrategy,
 mixed precision) and the CPU otherwise; the same command on both.
 
-    python -m ferops.train [--data artifacts/dataset] [--out artifacts/model]
+    python -m ferops.training.train [--data artifacts/dataset] [--out artifacts/model]
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def as_float32(model, cfg: TrainConfig, n_classes: int, size: int):
     The variables are float32 under every policy, so the copy is exact; it computes in
     float32 on any machine (a bf16 model would be emulated, slowly, on CPUs without bf16).
     """
-    from ferops.model import build_model
+    from ferops.training.model import build_model
     if model.dtype_policy.name == "float32":
         return model
     copy = build_model(cfg.arch, n_classes, size, cfg.widths, cfg.convs, cfg.dense,
@@ -106,15 +106,16 @@ def run_fingerprint(cfg: TrainConfig, seed: int, x: np.ndarray, y: np.ndarray) -
     import keras
     # The dtype policy too: a bf16 run's checkpoint must not resume on a float32 machine.
     policy = keras.mixed_precision.global_policy().name
-    h = hashlib.sha256(repr((dataclasses.asdict(cfg), seed, policy)).encode())
+    h = hashlib.sha256(repr((cfg.model_dump(), seed, policy)).encode())
     h.update(np.ascontiguousarray(x).data)
     h.update(np.ascontiguousarray(y).data)
     return h.hexdigest()
 
 
 def compile_model(model, cfg: TrainConfig):
-    """Optimizer, loss and metrics. The learning rate is set per batch by ferops.lr.PlannedLR
-    (warm-up, then cosine decay); lr/10 here is only where the warm-up starts."""
+    """Optimizer, loss and metrics. The learning rate is set per batch by
+    ferops.training.lr.PlannedLR (warm-up, then cosine decay); lr/10 here is only where the
+    warm-up starts."""
     import keras
     ema = {"use_ema": cfg.ema_momentum > 0, "ema_momentum": cfg.ema_momentum or 0.99}
     if cfg.optimizer == "sgd":
@@ -155,10 +156,15 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
          strategy, device: str) -> TrainResult:
     import keras
 
-    from ferops.checkpoint import BestCheckpoint, ResumeCheckpoint, clear_resume, load_resume
-    from ferops.lr import PlannedLR
-    from ferops.model import build_model
-    from ferops.tfdata import OnlineAugment, make_dataset
+    from ferops.training.checkpoint import (
+        BestCheckpoint,
+        ResumeCheckpoint,
+        clear_resume,
+        load_resume,
+    )
+    from ferops.training.lr import PlannedLR
+    from ferops.training.model import build_model
+    from ferops.training.tfdata import OnlineAugment, make_dataset
 
     x_train, y_train = subsample(*load_split(data_dir, "train"), cfg.max_train_images, seed)
     x_val, y_val = load_split(data_dir, "val")
