@@ -109,3 +109,33 @@ def test_full_repro_trains_evaluates_registers_and_reports(clone: Path, tmp_path
     run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], clone)
     assert (tmp_path / "plots/index.html").stat().st_size > 1000
     assert "up to date" in run(["dvc", "status"], clone).stdout.lower()
+
+
+def test_status_reports_every_change_that_affects_a_stage(clone: Path):
+    """After a full repro: a file imported only inside a function, a training default and the
+    config reader each make `dvc status` report the stages they affect (issue 18)."""
+    assert "up to date" in run(["dvc", "status"], clone).stdout.lower()
+
+    def stale_stages() -> set[str]:
+        out = json.loads(run(["dvc", "status", "--json"], clone).stdout)
+        return {name.split(":")[-1] for name in out}
+
+    def changed(path: str, edit) -> set[str]:
+        file = clone / path
+        before = file.read_text()
+        file.write_text(edit(before))
+        try:
+            return stale_stages()
+        finally:
+            file.write_text(before)
+
+    # lr.py is imported inside train's _fit: it was missing from the deps before
+    assert changed("src/ferops/training/lr.py", lambda s: s + "\n# changed\n") == {"train"}
+    # a default that only train_defaults holds (the demo profile does not set it)
+    assert changed("params.yaml", lambda s: s.replace("  warmup_epochs: 1\n",
+                                                      "  warmup_epochs: 2\n")) == {"train"}
+    # the one reader of params.yaml: every stage that reads it
+    assert changed("src/ferops/config.py", lambda s: s + "\n# changed\n") == {
+        "ingest", "validate", "preprocess", "augment", "encode", "train", "evaluate",
+        "register"}
+    assert stale_stages() == set()
