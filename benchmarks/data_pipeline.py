@@ -37,8 +37,8 @@ def time_stages(fer: Path) -> dict:
     src = SourceConfig(name="fer2013", kind="fer2013", path=str(fer))
     t = {}
     start = time.perf_counter()
-    table, quarantine, _, report = ingest([src], params.ingest, params.faces, Path("/"),
-                                          min_std=params.validate.min_std)
+    table, quarantine, _, report, _ = ingest([src], params.ingest, params.faces, Path("/"),
+                                             min_std=params.validate.min_std)
     t["ingest_s"] = time.perf_counter() - start
     start = time.perf_counter()
     result = validate_table(table, quarantine, params.classes, params.validate)
