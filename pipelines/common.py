@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import signal
 import subprocess
@@ -18,9 +17,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ferops.config import Params, load_params
+from ferops.files import read_json  # noqa: F401  (re-exported for the flows)
+from ferops.files import write_json_atomic as write_json  # noqa: F401
 
 STATE_DIR = Path("artifacts/pipelines")   # flow state; outside every DVC output
 LOCK_FILE = STATE_DIR / "retrain.lock"
@@ -45,22 +45,6 @@ def resolve_project(project_dir: str | Path | None) -> Path:
 
 def project_params(root: Path) -> Params:
     return load_params(root / "params.yaml")
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file's content, or None when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically (temp file + rename), so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def project_env(root: Path) -> dict[str, str]:

@@ -4,22 +4,19 @@
 
 Reference: the label distribution of the training split (artifacts/dataset/y_train.npy with
 label_map.json) and the mean top-class confidence of the model version on the val split
-(softmax with evaluate's fitted temperature, as the service computes it), computed once per
-version from the local artifacts (artifacts/model/model.keras when
-artifacts/registry/registered.json names that version) and cached in
-artifacts/monitoring/reference.json. Unknown otherwise: the confidence check is then skipped.
+(ferops.reference: computed once per version from the local artifacts, cached). Unknown for a
+model not built here: the confidence check is then skipped.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
@@ -29,12 +26,11 @@ from pipelines.common import (
     project_params,
     read_json,
     resolve_project,
-    write_json,
 )
 from pipelines.launch import launch_retrain
 from pipelines.report import table
+from pipelines.steps import reference_confidence
 
-REFERENCE_CACHE = Path("artifacts/monitoring/reference.json")
 ARTIFACT_KEY = "ferops-drift"
 EVENT = "ferops.drift.detected"
 
@@ -45,40 +41,6 @@ def training_reference(root: Path) -> dict[str, float] | None:
     if not label_map or not y_path.is_file():
         return None
     return drift.training_distribution(np.load(y_path), label_map["classes"])
-
-
-@task(name="reference-confidence")
-def reference_confidence(root: Path, version: str) -> float | None:
-    """Mean top-class confidence of `version` on the val split (cached per version)."""
-    cache = read_json(root / REFERENCE_CACHE) or {}
-    if version in cache:
-        return cache[version].get("mean_confidence")
-    registered = read_json(root / "artifacts/registry/registered.json") or {}
-    model = root / "artifacts/model/model.keras"
-    if str(registered.get("version")) != str(version) or not model.is_file():
-        return None  # not the model built here: unknown rather than wrong
-    value, n, split = _mean_confidence(model, root / "artifacts/dataset")
-    cache[version] = {"mean_confidence": value, "split": split, "n": n,
-                      "computed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_json(root / REFERENCE_CACHE, cache)
-    return value
-
-
-def _mean_confidence(model_path: Path, data: Path) -> tuple[float | None, int, str]:
-    import keras  # only here: the monitor otherwise never loads TensorFlow
-
-    from ferops.evaluate import predict_logits
-    from ferops.metrics import softmax
-    split = "val" if (data / "x_val.npy").is_file() and len(np.load(data / "y_val.npy")) \
-        else "test"
-    x = np.load(data / f"x_{split}.npy")  # (N, 48, 48, 1) uint8
-    if not len(x):
-        return None, 0, split
-    # The service reports probabilities calibrated with evaluate's val-fitted temperature.
-    temperature = (read_json(data.parent / "eval/metrics.json") or {}).get("temperature") or 1.0
-    logits = predict_logits(keras.models.load_model(model_path), x)
-    probs = softmax(logits, float(temperature))
-    return float(probs.max(axis=1).mean()), len(x), split
 
 
 def drift_markdown(rep: drift.DriftReport, source: str, action: str) -> str:

@@ -27,7 +27,6 @@ from pipelines.common import (
     resolve_project,
     retrain_lock,
 )
-from pipelines.monitor import reference_confidence
 from pipelines.newdata import data_md5, record_attempt, snapshot, write_manifest
 from pipelines.steps import (
     DECISION,
@@ -37,6 +36,7 @@ from pipelines.steps import (
     build,
     check_registry,
     promote,
+    reference_confidence,
     register,
     reload_service,
     version_data,

@@ -36,6 +36,14 @@ _FAILED_STAGE = re.compile(r"failed to reproduce '([^']+)'")
 _RAN_STAGE = re.compile(r"Running stage '([^']+)'")
 
 
+@task(name="reference-confidence")
+def reference_confidence(root: Path, version: str) -> float | None:
+    """The drift monitor's reference confidence of a model version (ferops.reference; loads
+    Keras only when the version is not cached yet)."""
+    from ferops.reference import reference_confidence as compute
+    return compute(root, version)
+
+
 class DataValidationError(StepError):
     """Great Expectations stopped the pipeline (validate exited 2)."""
 

@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from ferops.files import write_atomic
 from ferops.inference import Predictor, load_bento_predictor
 
 log = logging.getLogger("ferops.serving")
@@ -115,9 +116,7 @@ class ReloadSignal:
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def _write(self, path: Path, text: str) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)  # readers never see a half-written file
+        write_atomic(path, text)  # readers never see a half-written file
 
     def bump(self) -> None:
         self._write(self.dir / "reload", str(time.time_ns()))

@@ -18,20 +18,10 @@ import numpy as np
 
 from ferops.config import load_params
 from ferops.metrics import classification_report, fit_temperature
+from ferops.predict import predict_logits
 from ferops.stage import run_stage, stage_parser
 
 log = logging.getLogger(__name__)
-
-
-def predict_logits(model, x: np.ndarray, batch_size: int = 256, flip_tta: bool = False
-                   ) -> np.ndarray:
-    """(N, S, S, 1) uint8 -> (N, K) float logits; flip_tta averages with the mirrored image."""
-    logits = model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0)
-    if flip_tta:
-        mirrored = model.predict(x[:, :, ::-1].astype(np.float32), batch_size=batch_size,
-                                 verbose=0)
-        logits = (logits + mirrored) / 2.0
-    return np.asarray(logits, dtype=np.float64)
 
 
 def evaluate_model(model, data_dir: Path, classes: list[str], flip_tta: bool) -> dict:

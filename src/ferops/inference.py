@@ -17,6 +17,7 @@ import numpy as np
 
 from ferops.config import FacesConfig
 from ferops.faces import Box, decode_image, extract_faces
+from ferops.predict import calibrated_probabilities
 
 # Where bentoml.mlflow.import_model puts the Keras file inside a BentoML model folder.
 KERAS_IN_BENTO = Path("mlflow_model/data/model.keras")
@@ -49,10 +50,7 @@ class Predictor:
         x = np.asarray(crops, dtype=np.float32).reshape(-1, self.size, self.size, 1)
         if len(x) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        logits = np.asarray(self._predict(x), dtype=np.float64) / self.temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return calibrated_probabilities(np.asarray(self._predict(x)), self.temperature)
 
     def describe(self, probs: np.ndarray) -> list[dict]:
         """(N, K) probabilities -> one {label, confidence, probabilities, model_version} each."""

@@ -112,7 +112,7 @@ def load_version(name: str, version: str):
 
 def predict_classes(model, x: np.ndarray) -> tuple[np.ndarray, int]:
     """(class ids a model predicts for (N, S, S, 1) uint8 images, its class count), now."""
-    from ferops.evaluate import predict_logits
+    from ferops.predict import predict_logits
     logits = predict_logits(model, x)
     return logits.argmax(axis=1), int(logits.shape[1])
 

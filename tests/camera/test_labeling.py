@@ -51,7 +51,7 @@ def test_with_consent_the_crop_is_saved_under_its_label(labeler, crop):
     assert path is not None and path.parent == labeler.drop_folder / CLASSES[3]
     assert NAME.match(path.name)
     assert np.array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), crop)
-    assert [p for p in stored(labeler) if p.is_file()] == [path]   # no *.part left behind
+    assert [p for p in stored(labeler) if p.is_file()] == [path]   # no temporary file left
 
 
 def test_consent_is_remembered(tmp_path, crop):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pipelines.monitor import REFERENCE_CACHE, monitor_drift
+from pipelines.monitor import monitor_drift
 
+from ferops.reference import REFERENCE_CACHE
 from tests.pipelines.conftest import latest_artifact, runs_of, write_params
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

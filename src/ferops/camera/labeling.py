@@ -1,7 +1,8 @@
 """Opt-in labeling: save the current face crop under a label, only after the person consents.
 
 Crops land in <drop_folder>/<label>/ where ingest's `incoming` source picks them up. Files are
-written as <name>.png.part and renamed, so ingest (which ignores *.part) never reads half a file.
+written to a hidden temporary name and renamed (ferops.files), so ingest (which skips dot-files)
+never reads half a file.
 Only the 48x48 grayscale crop the model sees is stored, never the frame.
 """
 
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ferops.files import write_atomic
 
 CONSENT_NOTICE = (
     "Labeling stores pictures of faces.",
@@ -39,7 +42,7 @@ class ConsentStore:
     def grant(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        _write_atomic(self.path, f"ferops labeling consent accepted {stamp}\n".encode())
+        write_atomic(self.path, f"ferops labeling consent accepted {stamp}\n")
 
     def revoke(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -55,20 +58,8 @@ def save_crop(crop: np.ndarray, label: str, drop_folder: str | Path) -> Path:
     folder = Path(drop_folder) / label
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stamp}-{hashlib.sha256(data).hexdigest()[:10]}.png"
-    _write_atomic(path, data)
+    write_atomic(path, data)
     return path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    part = path.with_name(path.name + ".part")
-    try:
-        with open(part, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)  # only still there when something above failed
 
 
 class Labeler:

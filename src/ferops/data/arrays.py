@@ -11,17 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ferops.files import atomic_path, save_npy_atomic
+
 
 def save_arrays(out_dir: Path, images: np.ndarray, meta: pd.DataFrame) -> None:
     if len(images) != len(meta):
         raise ValueError(f"{len(images)} images for {len(meta)} metadata rows")
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_img, tmp_meta = out_dir / "images.npy.tmp", out_dir / "meta.parquet.tmp"
-    with open(tmp_img, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(images, dtype=np.uint8))
-    meta.reset_index(drop=True).to_parquet(tmp_meta, index=False)
-    tmp_img.replace(out_dir / "images.npy")
-    tmp_meta.replace(out_dir / "meta.parquet")
+    save_npy_atomic(out_dir / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
+    with atomic_path(out_dir / "meta.parquet") as tmp:
+        meta.reset_index(drop=True).to_parquet(tmp, index=False)
 
 
 def load_arrays(in_dir: Path) -> tuple[np.ndarray, pd.DataFrame]:

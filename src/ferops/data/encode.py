@@ -21,6 +21,7 @@ import pandas as pd
 from ferops.config import SPLITS, ClassesConfig, FacesConfig, load_params
 from ferops.data.arrays import load_arrays
 from ferops.errors import DataError
+from ferops.files import save_npy_atomic
 from ferops.stage import run_stage, stage_parser
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,7 @@ def write_dataset(out: Path, splits: dict, weights: np.ndarray, label_map: dict,
     out.mkdir(parents=True, exist_ok=True)
     for split, (x, y) in splits.items():
         for name, arr in ((f"x_{split}", x), (f"y_{split}", y)):
-            with open(out / f"{name}.npy.tmp", "wb") as fh:
-                np.save(fh, arr)
-            (out / f"{name}.npy.tmp").replace(out / f"{name}.npy")
+            save_npy_atomic(out / f"{name}.npy", arr)
     classes = label_map["classes"]
     files = {"label_map.json": label_map, "summary.json": summary,
              "class_weights.json": {c: round(float(w), 6) for c, w in zip(classes, weights,

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ferops.files import atomic_path, save_npy_atomic
+
 META_COLUMNS = ("sha256", "label", "split", "source", "origin", "height", "width")
 
 
@@ -47,12 +49,9 @@ def save_table(table: ImageTable, out_dir: Path) -> None:
     meta["offset"] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)[:len(sizes)]
     flat = (np.concatenate([img.reshape(-1) for img in table.images])
             if table.images else np.zeros(0, np.uint8))
-    tmp_meta, tmp_pix = out_dir / "meta.parquet.tmp", out_dir / "pixels.npy.tmp"
-    meta.to_parquet(tmp_meta, index=False)
-    with open(tmp_pix, "wb") as fh:
-        np.save(fh, flat.astype(np.uint8, copy=False))
-    tmp_meta.replace(out_dir / "meta.parquet")
-    tmp_pix.replace(out_dir / "pixels.npy")
+    with atomic_path(out_dir / "meta.parquet") as tmp:
+        meta.to_parquet(tmp, index=False)
+    save_npy_atomic(out_dir / "pixels.npy", flat.astype(np.uint8, copy=False))
 
 
 def load_table(in_dir: Path) -> ImageTable:

@@ -22,6 +22,7 @@ from ferops.config import SPLITS, ClassesConfig, ValidateConfig, load_params
 from ferops.data import expectations as ex
 from ferops.data.table import ImageTable, load_table
 from ferops.errors import DataError
+from ferops.files import write_atomic
 from ferops.stage import run_stage, stage_parser
 
 log = logging.getLogger("ferops.validate")
@@ -248,9 +249,7 @@ def write_outputs(report: ValidationReport, out_dir: Path) -> None:
     texts = {"summary.json": json.dumps(report.summary, indent=2, ensure_ascii=False) + "\n",
              "report.md": report.to_markdown()}
     for name, text in texts.items():
-        tmp = out_dir / f"{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out_dir / name)
+        write_atomic(out_dir / name, text)
 
 
 def describe_failures(report: ValidationReport, report_path: Path) -> str:

@@ -8,26 +8,24 @@ state, both atomically (temp file, then rename), every N batches and at every ep
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import keras
 
+from ferops.files import atomic_path, write_atomic
+
 MODEL_FILE, STATE_FILE = "resume.keras", "resume.json"
 
 
 def save_atomic_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2))
 
 
 def save_atomic_model(model: keras.Model, path: Path) -> None:
-    """A kill mid-save leaves a tmp-* orphan, never a truncated model under `path`."""
-    tmp = path.parent / f"tmp-{path.name}"
-    model.save(tmp)
-    os.replace(tmp, path)
+    """A kill mid-save leaves a hidden temporary orphan, never a truncated model at `path`."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):
