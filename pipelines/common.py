@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferops.config import Params, load_params
 from ferops.files import read_json  # noqa: F401  (re-exported for the flows)
 from ferops.files import write_json_atomic as write_json  # noqa: F401
+from ferops.stage import EVENTS_ENV
 
 STATE_DIR = Path("artifacts/pipelines")   # flow state; outside every DVC output
 LOCK_FILE = STATE_DIR / "retrain.lock"
@@ -75,6 +78,16 @@ class CommandResult:
     returncode: int
     output: str          # the last TAIL_LINES lines, stdout and stderr merged
     timed_out: bool = False
+    # What the ferops stages it started recorded (ferops.stage: start/done/failed, in order).
+    events: list[dict] = field(default_factory=list)
+
+    def stages_run(self) -> list[str]:
+        """The stages that ran (not those DVC found up to date), in order."""
+        return list(dict.fromkeys(e["stage"] for e in self.events if e["event"] == "start"))
+
+    def failure(self) -> dict | None:
+        """The last failed stage's event: stage, kind (data, registry, ...) and message."""
+        return next((e for e in reversed(self.events) if e["event"] == "failed"), None)
 
     @property
     def ok(self) -> bool:
@@ -93,7 +106,18 @@ def run_command(cmd: list[str], root: Path, timeout_s: float,
     A group, because `dvc repro` starts the training process as its child: killing only
     dvc would leave training running. Lines go to on_line as they come (live logs).
     """
-    proc = subprocess.Popen(cmd, cwd=root, env=project_env(root), stdout=subprocess.PIPE,
+    fd, events_path = tempfile.mkstemp(prefix="ferops-events-", suffix=".jsonl")
+    os.close(fd)
+    env = {**project_env(root), EVENTS_ENV: events_path}
+    try:
+        return _run(cmd, root, env, timeout_s, on_line, Path(events_path))
+    finally:
+        Path(events_path).unlink(missing_ok=True)
+
+
+def _run(cmd: list[str], root: Path, env: dict[str, str], timeout_s: float,
+         on_line: Callable[[str], None] | None, events_path: Path) -> CommandResult:
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace",
                             start_new_session=True)
     expired = threading.Event()
@@ -112,7 +136,19 @@ def run_command(cmd: list[str], root: Path, timeout_s: float,
         raise
     finally:
         timer.cancel()
-    return CommandResult(cmd, proc.returncode, "\n".join(tail), expired.is_set())
+    return CommandResult(cmd, proc.returncode, "\n".join(tail), expired.is_set(),
+                         read_events(events_path))
+
+
+def read_events(path: Path) -> list[dict]:
+    """The event lines the stages appended (a line cut short by a kill is skipped)."""
+    events = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events
 
 
 def _kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:

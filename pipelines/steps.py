@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,8 +31,6 @@ BUILD_TARGET = "evaluate"      # everything before the MLflow side effect (the r
 REGISTER_STAGE = "register"
 REGISTERED = Path("artifacts/registry/registered.json")
 DECISION = Path("artifacts/registry/decision.json")
-_FAILED_STAGE = re.compile(r"failed to reproduce '([^']+)'")
-_RAN_STAGE = re.compile(r"Running stage '([^']+)'")
 
 
 @task(name="reference-confidence")
@@ -68,18 +65,19 @@ def _log_line(line: str) -> None:
 
 
 def _fail(result, root: Path) -> StepError:
-    """The exception for a failed command: which stage, why, and the last lines of output."""
+    """The exception for a failed command: which stage, why (from the stages' own event
+    records, not their log text), and the last lines of output."""
     tail = "\n".join(result.output.splitlines()[-25:])
-    stage = next(iter(_FAILED_STAGE.findall(result.output)), None)
-    if stage == "validate":
+    failed = result.failure() or {}
+    stage, kind = failed.get("stage"), failed.get("kind")
+    if stage == "validate" and kind == "data":
         err: StepError = DataValidationError(
             f"data validation failed; see {root / 'artifacts/validate/report.md'}\n{tail}")
-    elif "MLflow at" in result.output:
-        line = next(ln for ln in reversed(result.output.splitlines()) if "MLflow at" in ln)
-        err = RegistryUnavailableError(f"{result.describe()}: {line.strip()}")
+    elif kind == "registry_unavailable":
+        err = RegistryUnavailableError(f"{result.describe()}: {failed.get('message', '')}")
     else:
         err = StepError(f"{result.describe()}{f' in stage {stage!r}' if stage else ''}:\n{tail}")
-    err.stages = stages_run(result.output)
+    err.stages = result.stages_run()
     return err
 
 
@@ -118,17 +116,13 @@ def version_data(root: Path, push: bool, timeout_s: float) -> tuple[str | None, 
     return after, f"pushed to `{remotes.output.split()[-1]}`"
 
 
-def stages_run(output: str) -> list[str]:
-    return list(dict.fromkeys(_RAN_STAGE.findall(output)))
-
-
 @task(name="build")
 def build(root: Path, timeout_s: float) -> list[str]:
     """`dvc repro evaluate`: ingest, validate, ... train, evaluate; only what changed."""
     result = run_command(dvc_cmd("repro", BUILD_TARGET), root, timeout_s, _log_line)
     if not result.ok:
         raise _fail(result, root)
-    return stages_run(result.output)
+    return result.stages_run()
 
 
 @task(name="register", retries=3, retry_delay_seconds=30, retry_condition_fn=mlflow_failed)
@@ -142,7 +136,7 @@ def register(root: Path, timeout_s: float) -> tuple[list[str], str | None]:
                          _log_line)
     if not result.ok:
         raise _fail(result, root)
-    ran = stages_run(result.output)
+    ran = result.stages_run()
     after = (read_json(root / REGISTERED) or {}).get("version")
     return ran, (after if REGISTER_STAGE in ran and after != before else None)
 

@@ -26,7 +26,15 @@ CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 
 
 class RegistryError(FeropsError):
-    """The registry is unreachable or lacks the model/alias asked for."""
+    """The registry lacks the model or alias asked for."""
+
+    kind = "registry"
+
+
+class MLflowUnavailableError(RegistryError):
+    """MLflow could not be reached or failed: worth retrying later."""
+
+    kind = "registry_unavailable"
 
 
 def tracking_uri() -> str:
@@ -42,15 +50,15 @@ def connect(uri: str | None = None):
 
 @contextlib.contextmanager
 def reporting_failures():
-    """Turn MLflow, network or store errors into one RegistryError the CLI prints (exit 2)."""
+    """MLflow, network or store errors become one MLflowUnavailableError (the CLI: exit 2)."""
     try:
         yield
     except FeropsError:
         raise
     except Exception as exc:  # MLflow down, network, corrupt store: say so plainly
         detail = str(exc).splitlines()[0][:300] if str(exc) else ""
-        raise RegistryError(f"MLflow at {tracking_uri()} failed: {type(exc).__name__}: "
-                            f"{detail}") from exc
+        raise MLflowUnavailableError(f"MLflow at {tracking_uri()} failed: {type(exc).__name__}: "
+                                     f"{detail}") from exc
 
 
 def log_and_register(model, name: str, label_map: dict, params: dict, history: list[dict],
