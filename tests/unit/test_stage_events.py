@@ -47,10 +47,10 @@ def test_without_the_variable_nothing_is_written(tmp_path: Path, monkeypatch):
 
 CHILD = """
 import sys
-from ferops.registry import RegistryUnavailable
+from ferops.registry import MLflowUnavailableError
 from ferops.stage import run_stage, stage_parser
 def body(args):
-    raise RegistryUnavailable("MLflow at http://127.0.0.1:9/ failed: ConnectionError")
+    raise MLflowUnavailableError("MLflow at http://127.0.0.1:9/ failed: ConnectionError")
 run_stage(lambda a: None, stage_parser("ferops evaluate", "e"), [])
 sys.exit(run_stage(body, stage_parser("ferops register", "r"), []))
 """
