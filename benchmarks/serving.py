@@ -87,7 +87,7 @@ def inprocess(seconds: float) -> dict:
     import bentoml
 
     from ferops.inference import load_bento_predictor
-    model = max(bentoml.models.list("ferops-emotion"), key=lambda m: m.creation_time)
+    model = bentoml.models.get("ferops-emotion:latest")
     pred = load_bento_predictor(model.path, dict(model.info.metadata), str(model.tag))
     out = {"model": str(model.tag), "model_version": pred.version,
            "parameters": pred.info["parameters"]}

@@ -17,8 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from ferops.provenance import data_md5
 from pipelines.common import STATE_DIR, read_json, write_json
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -100,11 +99,3 @@ def record_attempt(root: Path, snap: DropSnapshot) -> None:
 
 def last_attempt_digest(root: Path) -> str | None:
     return (read_json(root / ATTEMPT) or {}).get("digest")
-
-
-def data_md5(root: Path) -> str | None:
-    """The md5 of data/ in data.dvc (the raw data version), if any."""
-    try:
-        return str(yaml.safe_load((root / "data.dvc").read_text())["outs"][0]["md5"])
-    except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError):
-        return None

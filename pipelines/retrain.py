@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from ferops.promotion import needs_gate
+from ferops.provenance import data_md5
 from pipelines import report
 from pipelines.common import (
     RETRAIN_FLOW,
@@ -27,7 +28,7 @@ from pipelines.common import (
     resolve_project,
     retrain_lock,
 )
-from pipelines.newdata import data_md5, record_attempt, snapshot, write_manifest
+from pipelines.newdata import record_attempt, snapshot, write_manifest
 from pipelines.steps import (
     DECISION,
     REGISTERED,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from ferops.provenance import data_md5
 from pipelines.common import (
     StepError,
     dvc_cmd,
@@ -25,7 +26,6 @@ from pipelines.common import (
     read_json,
     run_command,
 )
-from pipelines.newdata import data_md5
 
 BUILD_TARGET = "evaluate"      # everything before the MLflow side effect (the register stage)
 REGISTER_STAGE = "register"

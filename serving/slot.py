@@ -46,10 +46,9 @@ class ModelSlot:
         import bentoml
         from bentoml.exceptions import NotFound
         try:
-            models = bentoml.models.list(self.bento_name)
+            return bentoml.models.get(f"{self.bento_name}:latest")
         except NotFound:
             return None
-        return max(models, key=lambda m: m.creation_time, default=None)
 
     def refresh(self) -> bool:
         """Load the newest exported champion if it is not the one served; True if swapped."""

@@ -8,41 +8,15 @@ generated model card, the data version (data.dvc and dvc.lock hashes) and the gi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import subprocess
 from pathlib import Path
 
-import yaml
-
 from ferops.config import Params, load_params
+from ferops.provenance import data_version, git_commit
 from ferops.stage import run_stage, stage_parser
 
 log = logging.getLogger(__name__)
-
-
-def data_version(root: Path) -> dict[str, str]:
-    """The raw data's DVC hash and a hash of dvc.lock (every stage's inputs and outputs)."""
-    out = {}
-    dvc_file = root / "data.dvc"
-    if dvc_file.is_file():
-        out["data_md5"] = str(yaml.safe_load(dvc_file.read_text())["outs"][0]["md5"])
-    lock = root / "dvc.lock"
-    if lock.is_file():
-        out["dvc_lock_sha256"] = hashlib.sha256(lock.read_bytes()).hexdigest()
-    return out
-
-
-def git_commit(root: Path) -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def model_card(params: Params, train: dict, metrics: dict, label_map: dict, tags: dict) -> str:

@@ -209,10 +209,9 @@ def sync_bento(name: str, bento_name: str | None = None):
     if champion is None:
         return None
     try:
-        models = bentoml.models.list(bento_name or name)
+        newest = bentoml.models.get(f"{bento_name or name}:latest")
     except NotFound:
-        models = []
-    newest = max(models, key=lambda m: m.creation_time, default=None)
+        newest = None
     if newest is not None and newest.info.labels.get("registry_version") == champion:
         return None
     return export_bento(name, champion, bento_name)

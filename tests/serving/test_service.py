@@ -46,7 +46,7 @@ def bento_predictor(env: dict):
 
     from ferops.inference import load_bento_predictor
     os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]
-    model = max(bentoml.models.list("ferops-emotion"), key=lambda m: m.creation_time)
+    model = bentoml.models.get("ferops-emotion:latest")
     return load_bento_predictor(model.path, dict(model.info.metadata), str(model.tag))
 
 
