@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ferops.config import ConfigError
 from ferops.errors import FeropsError
@@ -48,12 +49,24 @@ def record_event(event: str, stage: str, **fields) -> None:
         f.write(line)
 
 
+def quiet_tensorflow() -> None:
+    """Hide TensorFlow's start-up chatter (oneDNN, CPU features, CUDA stubs) before it loads.
+
+    Level 2 drops C++ INFO and WARNING lines; on a machine with no NVIDIA device the failed
+    cuInit ERROR line is noise too, so level 3 there. An explicit TF_CPP_MIN_LOG_LEVEL wins.
+    Python warnings (Keras) are untouched. Called at entry points, never by the library.
+    """
+    no_gpu = not Path("/dev/nvidiactl").exists()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if no_gpu else "2")
+
+
 def run_stage(body: Callable[[argparse.Namespace], int | None],
               parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     """Parse arguments, set up logging, run body; user errors become one line and exit code 2."""
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    quiet_tensorflow()
     stage = stage_name(parser.prog)
     record_event("start", stage)
     try:
