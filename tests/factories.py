@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from ferops.config import load_params
 from ferops.data.demo import CLASSES, render_face
@@ -14,7 +16,8 @@ from ferops.data.encode import build_label_map, compute_class_weights, write_dat
 from ferops.faces import normalize_face
 
 # The project's own parameters: tests change a value with PARAMS.<section>.replace(key=...).
-PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+PROJECT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+PARAMS = load_params(PROJECT_PARAMS)
 PER_CLASS = {"train": 40, "val": 10, "test": 10}
 
 
@@ -30,6 +33,17 @@ def make_dataset(out: Path) -> None:
         splits[split] = (np.stack(x)[..., None], np.array(y, np.int64))
     weights = compute_class_weights(splits["train"][1], len(CLASSES), "balanced")
     write_dataset(out, splits, weights, build_label_map(PARAMS.classes, PARAMS.faces), {})
+
+
+def write_params(root: Path, name: str = "params.yaml", **sections: dict[str, Any]) -> Path:
+    """The project's params.yaml under root/name, with some keys of some sections replaced
+    (every key is required, so tests start from the real file)."""
+    raw = yaml.safe_load(PROJECT_PARAMS.read_text())
+    for section, values in sections.items():
+        raw[section] = {**(raw.get(section) or {}), **values}
+    path = root / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +14,11 @@ from ferops.camera.cli import main
 from ferops.camera.realtime import gui_problem
 from tests.camera.fakes import FakeService
 from tests.conftest import PROJECT
+from tests.factories import free_port
 
 
 def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def test_missing_source_exits_2_with_one_line(params_file, tmp_path, capsys):

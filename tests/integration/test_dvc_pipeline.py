@@ -91,16 +91,14 @@ def test_bad_data_stops_the_pipeline_with_the_file_named(clone: Path):
     assert json.loads((clone / "artifacts/validate/summary.json").read_text())["success"]
 
 
-def test_full_repro_trains_evaluates_registers_and_reports(clone: Path, tmp_path: Path):
+def test_full_repro_trains_evaluates_registers_and_reports(clone: Path, tmp_path: Path,
+                                                           monkeypatch):
     params = clone / "params.yaml"
     params.write_text(params.read_text().replace("train:\n  profile: demo",
                                                  "train:\n  profile: demo\n  epochs: 2"))
     env_uri = f"sqlite:///{tmp_path}/mlflow.db"
-    os.environ["MLFLOW_TRACKING_URI"] = env_uri  # run() passes os.environ on
-    try:
-        run(["dvc", "repro"], clone)
-    finally:
-        del os.environ["MLFLOW_TRACKING_URI"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env_uri)  # run() passes os.environ on
+    run(["dvc", "repro"], clone)
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], clone).stdout)
     values = next(iter(metrics.values()))["data"]["artifacts/eval/metrics.json"]["data"]
     assert 0.0 <= values["test_accuracy"] <= 1.0 and "test_tta_flip_accuracy" in values

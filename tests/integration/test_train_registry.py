@@ -55,10 +55,17 @@ def ferops(args: list[str], project: Path, env: dict, check: bool = True):
     return proc
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tracking_uri(env: dict):
+    """In-process registry calls use this module's store; the variable is restored after."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+        yield env["MLFLOW_TRACKING_URI"]
+
+
 def client(env: dict):
     from ferops import registry
-    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
-    return registry.connect()
+    return registry.connect(env["MLFLOW_TRACKING_URI"])
 
 
 def aliases(env: dict) -> dict[str, str | None]:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.conftest import PROJECT, png_bytes
+from tests.conftest import png_bytes
+from tests.factories import write_params
 
 
 @pytest.fixture(scope="session")
@@ -50,20 +48,6 @@ def latest_artifact(key: str) -> str:
     arts = response.json()
     assert arts, f"no artifact {key}"
     return arts[0]["data"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_params(root: Path, **sections: dict[str, Any]) -> None:
-    """The project's params.yaml with some keys of some sections replaced."""
-    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    for name, values in sections.items():
-        raw[name] = {**(raw.get(name) or {}), **values}
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def add_faces(root: Path, label: str, n: int, seed: int, start: int = 0) -> list[Path]:

@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from tests.conftest import PROJECT
-from tests.factories import copy_checkout
-from tests.pipelines.conftest import add_faces, write_params
+from tests.factories import copy_checkout, write_params
+from tests.pipelines.conftest import add_faces
 from tests.serving.conftest import Server, post_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]

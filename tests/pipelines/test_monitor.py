@@ -10,7 +10,8 @@ import pytest
 from pipelines.monitor import monitor_drift
 
 from ferops.reference import REFERENCE_CACHE
-from tests.pipelines.conftest import latest_artifact, runs_of, write_params
+from tests.factories import write_params
+from tests.pipelines.conftest import latest_artifact, runs_of
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

@@ -14,8 +14,8 @@ import pytest
 from pipelines.newdata import MANIFEST, snapshot
 
 from tests.conftest import PROJECT
-from tests.factories import copy_checkout
-from tests.pipelines.conftest import add_faces, free_port, latest_artifact, write_params
+from tests.factories import copy_checkout, free_port, write_params
+from tests.pipelines.conftest import add_faces, latest_artifact
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 MODEL = "ferops-emotion"

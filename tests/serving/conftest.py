@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from tests.conftest import PROJECT
-from tests.factories import free_port, make_dataset
+from tests.factories import free_port, make_dataset, write_params
 
 BIN = Path(sys.executable).parent
 # model_threads: 1 also runs the service's TensorFlow thread setting for real.
@@ -34,14 +33,10 @@ def ferops(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess
     return proc
 
 
-def write_params(root: Path, name: str, train: dict, stats: Path) -> Path:
-    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    raw["train"] = {"profile": "demo", **train}
-    raw["registry"]["floor"] = 0.0
-    raw["serving"].update(LIMITS, record_stats=True, stats_path=str(stats))
-    path = root / name
-    path.write_text(yaml.safe_dump(raw))
-    return path
+def serving_params(root: Path, name: str, train: dict, stats: Path) -> Path:
+    return write_params(root, name, train={"profile": "demo", **train},
+                        registry={"floor": 0.0},
+                        serving={**LIMITS, "record_stats": True, "stats_path": str(stats)})
 
 
 def train_and_promote(root: Path, params: Path, env: dict) -> dict:
@@ -66,14 +61,14 @@ def served(tmp_path_factory) -> dict:
            "PYTHONPATH": f"{PROJECT / 'src'}{os.pathsep}{PROJECT}",
            "BENTOML_DO_NOT_TRACK": "True"}
     # Version 1 sees 35 faces for one epoch: near chance, so a later real model beats it.
-    weak = write_params(root, "params_weak.yaml",
+    weak = serving_params(root, "params_weak.yaml",
                         {"epochs": 1, "max_train_images": 35}, stats)
     decision = train_and_promote(root, weak, env)
     assert decision["action"] == "promoted", decision
     # Version 2 (trained by the hot-swap test) must beat it every time: 20 epochs with early
     # stopping once scored 0.129 against the champion's 0.143 (the gate rightly kept it), so
     # it trains 40 epochs with no early stop; the best epoch on val is kept.
-    strong = write_params(root, "params.yaml",
+    strong = serving_params(root, "params.yaml",
                           {"epochs": 40, "batch_size": 32, "patience": 40}, stats)
     env["FEROPS_PARAMS"] = str(strong)
     return {"root": root, "env": env, "params": strong, "stats": stats}

@@ -13,8 +13,7 @@ import pytest
 from ferops.config import ClassesConfig, ValidateConfig
 from ferops.data.table import ImageTable, save_table
 from ferops.data.validate import compute_image_stats, main, validate_table
-from tests.conftest import PROJECT
-from tests.factories import PARAMS
+from tests.factories import PARAMS, write_params
 
 CLASSES = PARAMS.classes
 CFG = PARAMS.validate
@@ -214,8 +213,7 @@ def write_ingest(tmp_path: Path, rows: list[dict], quarantine: pd.DataFrame) -> 
 
 
 def write_project_params(tmp_path: Path) -> None:
-    """The project's params.yaml (every key is required), beside the test's files."""
-    (tmp_path / "params.yaml").write_text((PROJECT / "params.yaml").read_text(), encoding="utf-8")
+    write_params(tmp_path)
 
 
 def call_main(tmp_path: Path, in_dir: Path) -> int:
