@@ -9,7 +9,7 @@ or the drifting model version. A run is started only when
 - the key differs from the last key launched for that trigger (so data that failed
   validation is not retried every minute; adding or removing a face changes the key).
 
-With a `retrain` deployment registered (pipelines/serve.py or prefect.yaml) the run is
+With a `retrain` deployment registered (pipelines/deployments.py or prefect.yaml) the run is
 created on it (`run_deployment`, not waited for; the deployment's runner or worker executes
 it). Without one, the retraining runs inline as a subflow of the caller.
 """

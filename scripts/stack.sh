@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole local stack on this machine, without Docker, until Ctrl-C:
 #   1. the Prefect server on 127.0.0.1:$PREFECT_PORT (UI at http://127.0.0.1:4200),
-#   2. the served deployments (python -m pipelines.serve: retrain on cron, watch-new-data,
+#   2. the served deployments (python -m pipelines.deployments: retrain on cron, watch-new-data,
 #      monitor-drift),
 #   3. the BentoML service (bentoml serve serving.service:EmotionService, port serving.port).
 # Logs: artifacts/stack/{prefect-server,flows,service}.log. Ctrl-C (or any part dying) stops
@@ -72,7 +72,7 @@ else
 fi
 
 # 2. The deployments, served from one process (no work pool or worker needed).
-start "Prefect flows" "$LOGS/flows.log" "$PY" -m pipelines.serve --project-dir "$ROOT"
+start "Prefect flows" "$LOGS/flows.log" "$PY" -m pipelines.deployments --project-dir "$ROOT"
 
 # 3. The BentoML service, from the repository root (it reads params.yaml there).
 read -r HOST PORT < <("$PY" -c 'from ferops.config import load_params

@@ -11,9 +11,9 @@ import numpy as np
 import yaml
 
 from ferops.config import load_params
-from ferops.data.demo import CLASSES, render_face
 from ferops.data.encode import build_label_map, compute_class_weights, write_dataset
 from ferops.faces import normalize_face
+from ferops.synthetic import CLASSES, render_face
 
 # The project's own parameters: tests change a value with PARAMS.<section>.replace(key=...).
 PROJECT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo-data": ("ferops.data.demo", "generate the synthetic demo faces (not real people)"),
+    "demo-data": ("ferops.synthetic", "generate the synthetic demo faces (not real people)"),
     "ingest": ("ferops.data.ingest", "read every configured source into one image table"),
     "validate": ("ferops.data.validate", "run the Great Expectations suite on the ingested data"),
     "preprocess": ("ferops.data.preprocess", "make every validated image a 48x48 gray face"),
@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "register": ("ferops.register", "log the run to MLflow and register it as @challenger"),
     "promote": ("ferops.gate:promote_main", "promote @challenger if it beats @champion"),
     "rollback": ("ferops.gate:rollback_main", "restore @previous as @champion"),
-    "serve": ("ferops.serve", "serve the champion over HTTP (BentoML, serving/service.py)"),
+    "serve": ("ferops.run_service", "serve the champion over HTTP (BentoML, serving/service.py)"),
     "camera": ("ferops.camera.cli", "live emotions from a camera or video through the service"),
 }
 

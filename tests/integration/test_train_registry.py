@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from ferops.config import load_params
-from ferops.data.demo import CLASSES
 from ferops.data.encode import build_label_map
+from ferops.synthetic import CLASSES
 from ferops.training.lr import ALPHA
 from tests.conftest import PROJECT
 from tests.factories import PARAMS, free_port, make_dataset

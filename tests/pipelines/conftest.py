@@ -52,7 +52,7 @@ def latest_artifact(key: str) -> str:
 
 def add_faces(root: Path, label: str, n: int, seed: int, start: int = 0) -> list[Path]:
     """n synthetic faces (the demo renderer) in data/incoming/<label>/; returns their paths."""
-    from ferops.data.demo import render_face
+    from ferops.synthetic import render_face
     folder = root / "data/incoming" / label
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

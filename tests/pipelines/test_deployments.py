@@ -1,4 +1,5 @@
-"""prefect.yaml and pipelines/serve.py describe the same deployments, scheduled from params."""
+"""prefect.yaml and pipelines/deployments.py describe the same deployments, scheduled from
+params."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def test_prefect_yaml_matches_params_and_entrypoints(path: str, pool: str):
 
 
 def test_serve_builds_the_same_deployments():
-    from pipelines.serve import build_deployments
+    from pipelines.deployments import build_deployments
     cfg = load_params(PROJECT / "params.yaml").pipelines
     built = build_deployments(PROJECT, monitor_interval_s=600)
     assert [d.name for d in built] == NAMES

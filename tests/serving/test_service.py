@@ -32,8 +32,8 @@ def astronaut_jpeg(copies: int = 1) -> bytes:
 
 
 def crops(n: int, seed: int = 0) -> list:
-    from ferops.data.demo import render_face
     from ferops.faces import normalize_face
+    from ferops.synthetic import render_face
     rng = np.random.default_rng(seed)
     return [normalize_face(render_face(CLASSES[i % 7], rng, 48), 48).tolist() for i in range(n)]
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import RidgeClassifier
 
-from ferops.data.demo import CLASSES, generate_demo, main, render_face, render_sample
 from ferops.errors import DataError
 from ferops.faces import normalize_face
+from ferops.synthetic import CLASSES, generate_demo, main, render_face, render_sample
 
 
 def digest(folder):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ferops.config import TrainConfig
-from ferops.data.demo import CLASSES
+from ferops.synthetic import CLASSES
 from tests.factories import PARAMS, make_dataset
 
 TINY = PARAMS.train.replace(widths=(8, 16), convs=1, dense=16, dropout=0.2, epochs=3, batch_size=32,
@@ -132,7 +132,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from ferops.training import train
 from ferops.config import TrainConfig, load_params
-from ferops.data.demo import CLASSES
+from ferops.synthetic import CLASSES
 # No GPUs here: two logical CPUs stand in for them, so train_model runs under the same
 # MirroredStrategy it would use on a multi-GPU machine.
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -1,6 +1,6 @@
 """Serve the three deployments from this process: the simplest local way (no work pool, no worker).
 
-    python -m pipelines.serve [--project-dir .]     # from the repository root
+    python -m pipelines.deployments [--project-dir .]     # from the repository root
 
 retrain (cron `pipelines.retrain_cron`), watch-new-data (every `pipelines.watch_interval_s`)
 and monitor-drift (every --monitor-interval seconds) run as subprocesses of this one.

@@ -592,10 +592,10 @@ byte-identical files, so the folder can be regenerated instead of stored.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m ferops.data.demo` (and `ferops demo-data`)."""
-    parser = stage_parser("python -m ferops.data.demo", DESCRIPTION)
+    """The command line of `python -m ferops.synthetic` (and `ferops demo-data`)."""
+    parser = stage_parser("python -m ferops.synthetic", DESCRIPTION)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = "example: python -m ferops.data.demo --out data/demo --train 220 --test 60"
+    parser.epilog = "example: python -m ferops.synthetic --out data/demo --train 220 --test 60"
     parser.add_argument("--out", type=Path, default=Path("data/demo"),
                         help="output folder (default: %(default)s)")
     for split, default in (("train", 220), ("val", 0), ("test", 60)):
@@ -630,7 +630,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: python -m ferops.data.demo --out data/demo --train 220 --test 60."""
+    """Entry point: python -m ferops.synthetic --out data/demo --train 220 --test 60."""
     return run_stage(run, build_parser(), argv)
 
 
