@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-RESULTS = PROJECT / "benchmarks" / "results"
+# $FEROPS_BENCH_RESULTS: where the smoke tests write, so they never overwrite real figures.
+RESULTS = Path(os.environ.get("FEROPS_BENCH_RESULTS") or PROJECT / "benchmarks" / "results")
 SHARED_DATA = Path(os.environ.get("FEROPS_SHARED_DATA", PROJECT.parent / "shared" / "data"))
 
 

@@ -4,9 +4,16 @@
 from __future__ import annotations
 
 import gzip
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from tests.conftest import PROJECT
 
 
 def tiny_fer2013(path: Path, per_class: int = 12) -> Path:
@@ -30,3 +37,32 @@ def test_data_pipeline_benchmark_times_every_stage(tmp_path: Path):
     assert set(result["stages"]) >= {"ingest_s", "validate_s", "preprocess_s", "augment_s",
                                      "encode_s", "ingest_validate_preprocess_s"}
     assert all(v >= 0 for v in result["stages"].values())
+
+
+def bench(script: str, args: list[str], out: Path, env: dict | None = None,
+          timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a benchmark script as its README command does, writing JSON into out."""
+    run_env = {**(env or os.environ), "FEROPS_BENCH_RESULTS": str(out),
+               "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, str(PROJECT / "benchmarks" / script), *args],
+                          cwd=PROJECT, env=run_env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_plot_accuracy_draws_the_committed_results(tmp_path: Path):
+    png = tmp_path / "curves.png"
+    bench("plot_accuracy.py", ["--results", str(PROJECT / "benchmarks/results"), "--out",
+                               str(png)], tmp_path)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_train_precision_measures_both_policies(tmp_path: Path):
+    bench("train_precision.py", ["--profile", "demo", "--steps", "2", "--rounds", "1"],
+          tmp_path)
+    result = json.loads((tmp_path / "train-precision-demo.json").read_text())
+    (one,) = result["rounds"]
+    assert one["float32"] > 0 and one["mixed_bfloat16"] > 0 and one["ratio"] > 0
+    assert result["machine"]["cores"] >= 1
