@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ from ferops.faces import normalize_face
 from ferops.synthetic import CLASSES, render_face
 
 # The project's own parameters: tests change a value with PARAMS.<section>.replace(key=...).
-PROJECT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_PARAMS = PROJECT_ROOT / "params.yaml"
 PARAMS = load_params(PROJECT_PARAMS)
 PER_CLASS = {"train": 40, "val": 10, "test": 10}
 
@@ -63,3 +66,15 @@ def copy_checkout(project: Path, dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             (dest / rel).write_bytes((project / rel).read_bytes())
     return dest
+
+
+def bench(script: str, args: list[str], out: Path, env: dict | None = None,
+          timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a benchmark script as its README command does, writing JSON into out."""
+    run_env = {**(env or os.environ), "FEROPS_BENCH_RESULTS": str(out),
+               "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / script), *args],
+                          cwd=PROJECT_ROOT, env=run_env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc

@@ -3,7 +3,8 @@
 When $FEROPS_EVENTS names a file, each stage appends one JSON line when it starts and one
 when it ends: {"event": "start" | "done" | "failed", "stage": ..., "kind": ..., "message": ...}.
 The retraining flow reads these instead of parsing `dvc repro`'s log: which stages ran, which
-one failed, and whether the data (kind "data") or MLflow (kind "registry") was the cause.
+one failed, and whether the data (kind "data") or MLflow (kind "registry_unavailable")
+was the cause.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED_DATA
-from tests.unit.test_benchmark_scripts import bench
+from tests.factories import bench
 
 pytestmark = [pytest.mark.fer2013, pytest.mark.slow]
 

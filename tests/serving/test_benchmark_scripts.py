@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import free_port
-from tests.unit.test_benchmark_scripts import bench
+from tests.factories import bench, free_port
 
 pytestmark = pytest.mark.slow
 

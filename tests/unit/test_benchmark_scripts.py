@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import PROJECT
+from tests.factories import bench
 
 
 def tiny_fer2013(path: Path, per_class: int = 12) -> Path:
@@ -37,18 +35,6 @@ def test_data_pipeline_benchmark_times_every_stage(tmp_path: Path):
     assert set(result["stages"]) >= {"ingest_s", "validate_s", "preprocess_s", "augment_s",
                                      "encode_s", "ingest_validate_preprocess_s"}
     assert all(v >= 0 for v in result["stages"].values())
-
-
-def bench(script: str, args: list[str], out: Path, env: dict | None = None,
-          timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a benchmark script as its README command does, writing JSON into out."""
-    run_env = {**(env or os.environ), "FEROPS_BENCH_RESULTS": str(out),
-               "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, str(PROJECT / "benchmarks" / script), *args],
-                          cwd=PROJECT, env=run_env, capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return proc
 
 
 def test_plot_accuracy_draws_the_committed_results(tmp_path: Path):

@@ -208,12 +208,9 @@ def write_ingest(tmp_path: Path, rows: list[dict], quarantine: pd.DataFrame) -> 
     in_dir = tmp_path / "ingest"
     save_table(to_table(rows), in_dir)
     quarantine.to_csv(in_dir / "quarantine.csv", index=False)
-    write_project_params(tmp_path)
+    write_params(tmp_path)
     return in_dir
 
-
-def write_project_params(tmp_path: Path) -> None:
-    write_params(tmp_path)
 
 
 def call_main(tmp_path: Path, in_dir: Path) -> int:
@@ -249,6 +246,6 @@ def test_main_fails_with_exit_code_2_naming_the_file(tmp_path, capsys):
 
 
 def test_main_without_ingest_output_is_a_clean_error(tmp_path, capsys):
-    write_project_params(tmp_path)
+    write_params(tmp_path)
     assert call_main(tmp_path, tmp_path / "nothing") == 2
     assert "ingest" in capsys.readouterr().err
