@@ -76,7 +76,8 @@ def face_frame(width: int = 640, height: int = 480) -> np.ndarray:
 
 def one_crop() -> list:
     from ferops.config import load_params
-    from ferops.faces import extract_faces, to_gray
+    from ferops.detection import extract_faces
+    from ferops.faces import to_gray
     found = extract_faces(to_gray(face_frame()), load_params(PROJECT / "params.yaml").faces)
     if not found:
         raise RuntimeError("the benchmark face was not detected")

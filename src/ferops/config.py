@@ -88,15 +88,45 @@ class ClassesConfig(Section):
         return self
 
 
-class FacesConfig(Section):
-    size: PosInt
-    margin: NonNegFloat
+Detector = Literal["blazeface", "haar"]
+
+
+class BlazeFaceConfig(Section):
+    range: Literal["short", "full"]
+    min_score: float = Field(gt=0, lt=1)
+    nms_iou: float = Field(gt=0, lt=1)
+
+
+class HaarConfig(Section):
     scale_factor: float = Field(gt=1)
     min_neighbors: NonNegInt
+
+
+class CropGeometry(Section):
+    """Crop square: side = scale * box side, centre = box centre + (dx, dy) * box side."""
+    scale: PosFloat
+    dx: float = Field(ge=-1, le=1)
+    dy: float = Field(ge=-1, le=1)
+
+
+class FacesConfig(Section):
+    size: PosInt
+    detector: Detector
+    blazeface: BlazeFaceConfig
+    haar: HaarConfig
+    crop: dict[Detector, CropGeometry]
+    align: bool
     min_face: PosInt
     detect_max_side: PosInt
     crop_max_side: PosInt
     max_pixels: PosInt
+
+    @model_validator(mode="after")
+    def _geometry_for_each_detector(self):
+        missing = sorted(set(Detector.__args__) - set(self.crop))
+        if missing:
+            raise _key_problem("crop", f"needs a geometry for every detector, missing {missing}")
+        return self
 
 
 class SourceConfig(Section):

@@ -1,4 +1,4 @@
-"""Face decoding, detection, cropping and normalisation.
+"""Face decoding, cropping and normalisation (finding faces: ferops.detection).
 
 The one preprocessing path shared by training (ingest/preprocess), the HTTP service and
 the camera client, so what the model sees at serving time is made exactly as in training.
@@ -8,7 +8,7 @@ Pixels stay uint8 in [0, 255] here: scaling to [0, 1] happens in one place, insi
 from __future__ import annotations
 
 import io
-import threading
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -17,10 +17,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ferops.config import FacesConfig
 from ferops.errors import DataError
-
-# OpenCV 4.x ships this cascade inside the wheel (no download); OpenCV 5 does not (DESIGN.md).
-CASCADE_FILE = "haarcascade_frontalface_default.xml"
-
 
 _MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP"}
 
@@ -39,6 +35,17 @@ class Box:
     @property
     def area(self) -> int:
         return self.w * self.h
+
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face in image pixels. eyes: (the eye on the image's left, the one on its right)."""
+    box: Box
+    score: float
+    eyes: tuple[Point, Point] | None = None
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
@@ -91,44 +98,9 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, code)
 
 
-# One cascade per thread: a CascadeClassifier keeps per-call scratch state, and sharing one
-# across the service's request threads gave wrong face counts and getScaleData 500s
-# (measured: 32 of 80 requests from 8 concurrent clients).
-_PER_THREAD = threading.local()
-
-
-def load_cascade() -> cv2.CascadeClassifier:
-    """This thread's frontal-face Haar cascade (bundled with opencv-python 4.x)."""
-    cascade = getattr(_PER_THREAD, "cascade", None)
-    if cascade is None:
-        path = cv2.data.haarcascades + CASCADE_FILE
-        cascade = cv2.CascadeClassifier(path)
-        if cascade.empty():
-            raise RuntimeError(f"cannot load {path}: is opencv-python(-headless) < 5 installed?")
-        _PER_THREAD.cascade = cascade
-    return cascade
-
-
-def detect_faces(gray: np.ndarray, cfg: FacesConfig) -> list[Box]:
-    """Find faces in a (H, W) uint8 image; boxes in the image's own pixels, largest first."""
-    scale = min(1.0, cfg.detect_max_side / max(gray.shape))
-    min_side = max(8, int(round(cfg.min_face * scale)))
-    # An explicit dsize of at least 1 px: fx/fy on a 1x30000 strip would round a side to 0.
-    dsize = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-    if min(dsize) < min_side:
-        return []  # too thin to hold a face of the smallest detectable size
-    small = gray if scale == 1.0 else cv2.resize(gray, dsize, interpolation=cv2.INTER_AREA)
-    found = load_cascade().detectMultiScale(
-        small, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors,
-        minSize=(min_side, min_side))
-    boxes = [Box(*(int(round(v / scale)) for v in b)) for b in np.asarray(found).reshape(-1, 4)]
-    return sorted(boxes, key=lambda b: b.area, reverse=True)
-
-
-def crop_face(gray: np.ndarray, box: Box, margin: float) -> np.ndarray:
-    """Square crop around box, grown by margin on each side; edges replicated past the image."""
-    side = int(round(max(box.w, box.h) * (1 + 2 * margin)))
-    cx, cy = box.x + box.w / 2, box.y + box.h / 2
+def crop_square(gray: np.ndarray, cx: float, cy: float, side: float) -> np.ndarray:
+    """Axis-aligned square crop centred on (cx, cy); edges replicated past the image."""
+    side = max(1, int(round(side)))
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
     h, w = gray.shape
     pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
@@ -136,6 +108,34 @@ def crop_face(gray: np.ndarray, box: Box, margin: float) -> np.ndarray:
         gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         x0, y0 = x0 + pad, y0 + pad
     return gray[y0: y0 + side, x0: x0 + side]
+
+
+def eye_angle(face: Detection) -> float:
+    """Degrees the eye line is turned clockwise on screen (0 without eye points)."""
+    if face.eyes is None:
+        return 0.0
+    (lx, ly), (rx, ry) = face.eyes
+    return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
+def crop_face(gray: np.ndarray, face: Detection, cfg: FacesConfig) -> np.ndarray:
+    """The square crop of one face, framed by faces.crop for this detector and, with
+    faces.align, turned so the eyes are level. The same call at training and serving time."""
+    g = cfg.crop[cfg.detector]
+    b = face.box
+    side = max(b.w, b.h) * g.scale
+    angle = eye_angle(face) if cfg.align else 0.0
+    # The (dx, dy) shift is in the face's own frame: along its eye line and its vertical.
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    ox, oy = g.dx * b.w, g.dy * b.w
+    cx, cy = b.x + b.w / 2 + c * ox - s * oy, b.y + b.h / 2 + s * ox + c * oy
+    if abs(angle) < 0.5:  # a rotation this small changes no pixel of a 48 px crop
+        return crop_square(gray, cx, cy, side)
+    n = max(1, int(round(side)))
+    m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    m[:, 2] += (n / 2 - cx, n / 2 - cy)
+    return cv2.warpAffine(gray, m, (n, n), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def normalize_face(crop: np.ndarray, size: int) -> np.ndarray:
@@ -146,9 +146,3 @@ def normalize_face(crop: np.ndarray, size: int) -> np.ndarray:
     shrinking = gray.shape[0] > size or gray.shape[1] > size
     return cv2.resize(gray, (size, size),
                       interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
-def extract_faces(gray: np.ndarray, cfg: FacesConfig) -> list[tuple[Box, np.ndarray]]:
-    """Detect every face and return (box, normalised (size, size) crop) pairs, largest first."""
-    return [(box, normalize_face(crop_face(gray, box, cfg.margin), cfg.size))
-            for box in detect_faces(gray, cfg)]

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ferops.config import FacesConfig
-from ferops.faces import Box, decode_image, extract_faces
+from ferops.detection import extract_faces
+from ferops.faces import Box, decode_image
 from ferops.predict import calibrated_probabilities
 
 # Where bentoml.mlflow.import_model puts the Keras file inside a BentoML model folder.

@@ -132,7 +132,7 @@ def test_a_profile_key_that_does_not_exist_is_named_with_its_profile():
 
 
 @pytest.mark.parametrize("section, key, value, message", [
-    ("faces", "margin", "wide", r"faces\.margin: Input should be a valid number"),
+    ("faces", "min_face", "wide", r"faces\.min_face: Input should be a valid integer"),
     ("serving", "port", 70000, r"serving\.port: Input should be less than or equal to 65535"),
     ("ingest", "leakage", "ignore", r"ingest\.leakage: Input should be 'keep_eval' or 'fail'"),
     ("validate", "required_splits", ["train", "dev"], r"validate\.required_splits\.1"),
@@ -159,6 +159,8 @@ def test_a_missing_key_and_a_catalog_rule_are_named(tmp_path: Path):
 
 def test_replace_validates_the_copy():
     faces = load_params(PROJECT / "params.yaml").faces
-    assert faces.replace(margin=0.3).margin == 0.3 and faces.margin == 0.15
+    assert faces.replace(min_face=30).min_face == 30 and faces.min_face == 24
     with pytest.raises(Exception, match="greater than 1"):
-        faces.replace(scale_factor=0.9)
+        faces.haar.replace(scale_factor=0.9)
+    with pytest.raises(Exception, match="detector"):
+        faces.replace(detector="mtcnn")

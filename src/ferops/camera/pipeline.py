@@ -16,8 +16,9 @@ import numpy as np
 from ferops.camera.client import Outcome, Prediction
 from ferops.camera.tracking import Tracker
 from ferops.config import CameraConfig, FacesConfig
+from ferops.detection import find_faces
 from ferops.errors import FeropsError
-from ferops.faces import Box, crop_face, detect_faces, normalize_face, to_gray
+from ferops.faces import Box, Detection, crop_face, normalize_face, to_gray
 
 
 class CameraError(FeropsError):
@@ -72,20 +73,20 @@ class FaceFinder:
                  camera: CameraConfig | None = None):
         if camera is not None:  # live video: a smaller, coarser detection pass (params camera)
             cfg = cfg.replace(detect_max_side=camera.detect_max_side,
-                              scale_factor=camera.scale_factor)
+                              haar=cfg.haar.replace(scale_factor=camera.scale_factor))
         self.cfg = cfg
         self.detect_every = max(1, detect_every)
-        self._boxes: list[Box] = []
+        self._found: list[Detection] = []
         self._count = 0
 
     def find(self, frame: np.ndarray) -> list[Face]:
         """BGR or gray frame -> faces, largest first."""
         gray = to_gray(frame)
         if self._count % self.detect_every == 0:
-            self._boxes = detect_faces(gray, self.cfg)
+            self._found = find_faces(gray, self.cfg)
         self._count += 1
-        return [Face(box, normalize_face(crop_face(gray, box, self.cfg.margin), self.cfg.size))
-                for box in self._boxes]
+        return [Face(d.box, normalize_face(crop_face(gray, d, self.cfg), self.cfg.size))
+                for d in self._found]
 
 
 @dataclass

