@@ -141,7 +141,7 @@ class EmotionService:
 
     def _classify_batch(self, crops: list[np.ndarray]) -> list[dict]:
         predictor = self.slot.predictor  # one model for the whole batch, even mid-swap
-        answers = predictor.classify(np.asarray(crops, dtype=np.uint8))
+        answers = predictor.classify(np.asarray(crops, dtype=np.uint8), CFG.abstain_below)
         if self.stats:
             self.stats.record(answers, time.time())
         return answers

@@ -46,3 +46,22 @@ def write_folder_dataset(tmp_path):
                     (folder / f"img_{i}.png").write_bytes(png_bytes(noise_image(g, size)))
         return base
     return write
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory) -> Path:
+    """A real Keras model folder as the train stage writes it (model.keras, label_map.json),
+    with random weights: for tests of the code around a model, not of its accuracy."""
+    import json
+
+    from ferops.data.encode import build_label_map
+    from ferops.training.model import build_model
+    from tests.factories import PARAMS
+
+    out = tmp_path_factory.mktemp("model")
+    model = build_model("vgg", len(PARAMS.classes.names), PARAMS.faces.size, (8, 16), 1, 16,
+                        0.0)
+    model.save(out / "model.keras")
+    label_map = build_label_map(PARAMS.classes, PARAMS.faces)
+    (out / "label_map.json").write_text(json.dumps(label_map))
+    return out

@@ -92,21 +92,23 @@ class BlazeFace:
         if len(self._anchors) != n:
             raise RuntimeError(f"{self.variant.file}: {n} outputs but {len(self._anchors)} anchors")
 
-    def __call__(self, gray: np.ndarray) -> list[Found]:
-        """Faces in an (H, W) uint8 image, best first."""
+    def __call__(self, image: np.ndarray) -> list[Found]:
+        """Faces in an (H, W) grey or (H, W, 3) BGR uint8 image, best first."""
         size = self.variant.size
-        h, w = gray.shape
+        h, w = image.shape[:2]
         scale = size / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1
+                           else cv2.INTER_LINEAR)
+        # The model was trained on RGB; a grey picture goes in all three channels (what a
+        # greyscale photo or an IR webcam gives; measured in benchmarks/detectors.py).
+        small = (cv2.cvtColor(small, cv2.COLOR_BGR2RGB) if small.ndim == 3
+                 else np.repeat(small[:, :, None], 3, axis=2))
         # Letterbox at the top-left: the image keeps its aspect ratio, the rest stays 0 (grey
         # after normalisation), and mapping back is one division.
-        canvas = np.zeros((size, size), np.float32)
-        small = cv2.resize(gray, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1
-                           else cv2.INTER_LINEAR)
-        canvas[:nh, :nw] = small.astype(np.float32) * (1 / 127.5) - 1.0
-        # The model was trained on colour; grey in all three channels is what it sees from a
-        # greyscale photo or an IR webcam, and measured as reliable (benchmarks/detectors.py).
-        self._net.set_tensor(self._input, np.repeat(canvas[None, :, :, None], 3, axis=3))
+        canvas = np.zeros((1, size, size, 3), np.float32)
+        canvas[0, :nh, :nw] = small.astype(np.float32) * (1 / 127.5) - 1.0
+        self._net.set_tensor(self._input, canvas)
         self._net.invoke()
         logits = self._net.get_tensor(self._scores)[0, :, 0]
         keep = np.flatnonzero(logits > _logit(self.min_score))
@@ -124,6 +126,35 @@ class BlazeFace:
         bw, bh = pts[:, 1, 0], pts[:, 1, 1]
         boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
         return _weighted_nms(boxes, pts[:, 2:], scores, self.nms_iou)
+
+
+def suppress(found: list[Found], iou: float) -> list[Found]:
+    """Faces from two models, merged: each overlapping group averaged by score (as the
+    weighted suppression within one model), best first."""
+    groups: list[list[Found]] = []
+    for f in sorted(found, key=lambda f: -f.score):
+        for g in groups:
+            if _iou(f.box, g[0].box) > iou:
+                g.append(f)
+                break
+        else:
+            groups.append([f])
+    out = []
+    for g in groups:
+        w = np.array([f.score for f in g]) / sum(f.score for f in g)
+        box = tuple(float(v) for v in w @ np.array([f.box for f in g]))
+        kps = np.tensordot(w, np.stack([f.keypoints for f in g]), axes=1)
+        out.append(Found(box, kps, g[0].score))
+    return out
+
+
+def _iou(a: tuple, b: tuple) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    return inter / max(aw * ah + bw * bh - inter, 1e-9)
 
 
 def _logit(p: float) -> float:

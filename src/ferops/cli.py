@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollback": ("ferops.gate:rollback_main", "restore @previous as @champion"),
     "serve": ("ferops.run_service", "serve the champion over HTTP (BentoML, serving/service.py)"),
     "camera": ("ferops.camera.cli", "live emotions from a camera or video through the service"),
+    "analyze": ("ferops.analyze", "emotions of faces in images, folders, videos (no server)"),
 }
 
 

@@ -92,7 +92,7 @@ Detector = Literal["blazeface", "haar"]
 
 
 class BlazeFaceConfig(Section):
-    range: Literal["short", "full"]
+    range: Literal["short", "full", "both"]
     min_score: float = Field(gt=0, lt=1)
     nms_iou: float = Field(gt=0, lt=1)
 
@@ -280,6 +280,7 @@ class ServingConfig(Section):
     batch_max_latency_ms: PosInt
     reload_poll_s: NonNegFloat
     api_key_env: str = Field(min_length=1)
+    abstain_below: Fraction | None
     record_stats: bool
     stats_path: str
 
@@ -292,6 +293,7 @@ class CameraConfig(Section):
     detect_every: PosInt
     detect_max_side: PosInt
     scale_factor: float = Field(gt=1)
+    blazeface_range: Literal["short", "full", "both"]
     consent_file: str
 
 

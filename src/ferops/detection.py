@@ -18,16 +18,18 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from ferops.blazeface import BlazeFace, suppress
 from ferops.config import FacesConfig
-from ferops.faces import Box, Detection, crop_face, normalize_face
+from ferops.faces import Box, Detection, crop_face, normalize_face, to_gray
 
 # OpenCV 4.x ships this cascade inside the wheel (no download); OpenCV 5 does not (DESIGN.md).
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 
 class Detector(Protocol):
-    def __call__(self, gray: np.ndarray, min_side: int) -> list[Detection]:
-        """Faces in gray; min_side: the smallest face side wanted, in gray's pixels."""
+    def __call__(self, image: np.ndarray, min_side: int) -> list[Detection]:
+        """Faces in a (H, W) grey or (H, W, 3) BGR image; min_side: the smallest face side
+        wanted, in its pixels."""
 
 
 class HaarDetector:
@@ -38,8 +40,8 @@ class HaarDetector:
             raise RuntimeError(f"cannot load {path}: is opencv-python(-headless) < 5 installed?")
         self._scale, self._neighbors = cfg.haar.scale_factor, cfg.haar.min_neighbors
 
-    def __call__(self, gray: np.ndarray, min_side: int) -> list[Detection]:
-        found = self._cascade.detectMultiScale(gray, scaleFactor=self._scale,
+    def __call__(self, image: np.ndarray, min_side: int) -> list[Detection]:
+        found = self._cascade.detectMultiScale(to_gray(image), scaleFactor=self._scale,
                                                minNeighbors=self._neighbors,
                                                minSize=(min_side, min_side))
         return [Detection(Box(*map(int, b)), 1.0) for b in np.asarray(found).reshape(-1, 4)]
@@ -47,14 +49,17 @@ class HaarDetector:
 
 class BlazeFaceDetector:
     def __init__(self, cfg: FacesConfig):
-        from ferops.blazeface import BlazeFace
-
         c = cfg.blazeface
-        self._net = BlazeFace(c.range, c.min_score, c.nms_iou)
+        ranges = ("short", "full") if c.range == "both" else (c.range,)
+        self._nets = [BlazeFace(r, c.min_score, c.nms_iou) for r in ranges]
+        self._iou = c.nms_iou
 
-    def __call__(self, gray: np.ndarray, min_side: int) -> list[Detection]:
+    def __call__(self, image: np.ndarray, min_side: int) -> list[Detection]:
+        found = [f for net in self._nets for f in net(image)]
+        if len(self._nets) > 1:
+            found = suppress(found, self._iou)
         out = []
-        for f in self._net(gray):
+        for f in found:
             x, y, w, h = f.box
             side = max(w, h)  # square, like Haar's boxes, so crop geometry means the same
             cx, cy = x + w / 2, y + h / 2
@@ -79,16 +84,25 @@ def detector(cfg: FacesConfig) -> Detector:
     return cache[key]
 
 
-def find_faces(gray: np.ndarray, cfg: FacesConfig) -> list[Detection]:
-    """Every face in a (H, W) uint8 image, in the image's own pixels, largest first."""
+def find_faces(gray: np.ndarray, cfg: FacesConfig,
+               color: np.ndarray | None = None) -> list[Detection]:
+    """Every face in a (H, W) uint8 image, in its own pixels, largest first.
+
+    color: the same picture in BGR at any size (decode_photo's small copy); when given, the
+    detector looks at it instead of the grey image.
+    """
     scale = min(1.0, cfg.detect_max_side / max(gray.shape))
     # An explicit dsize of at least 1 px: fx/fy on a 1x30000 strip would round a side to 0.
     dsize = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
     min_side = max(8, int(round(cfg.min_face * scale)))
     if min(dsize) < min_side:
         return []  # too thin to hold a face of the smallest detectable size
-    small = gray if scale == 1.0 else cv2.resize(gray, dsize, interpolation=cv2.INTER_AREA)
-    found = [_rescale(d, 1 / scale) for d in detector(cfg)(small, min_side)]
+    image = gray if color is None else color
+    if image.shape[1::-1] != dsize:
+        shrink = image.shape[1] > dsize[0]
+        image = cv2.resize(image, dsize, interpolation=cv2.INTER_AREA if shrink
+                           else cv2.INTER_LINEAR)
+    found = [_rescale(d, 1 / scale) for d in detector(cfg)(image, min_side)]
     found = [d for d in found if d.box.w >= cfg.min_face]
     return sorted(found, key=lambda d: d.box.area, reverse=True)
 
@@ -107,7 +121,8 @@ def _rescale(d: Detection, k: float) -> Detection:
     return Detection(box, d.score, eyes)
 
 
-def extract_faces(gray: np.ndarray, cfg: FacesConfig) -> list[tuple[Box, np.ndarray]]:
+def extract_faces(gray: np.ndarray, cfg: FacesConfig,
+                  color: np.ndarray | None = None) -> list[tuple[Box, np.ndarray]]:
     """Detect every face and return (box, normalised (size, size) crop) pairs, largest first."""
     return [(face.box, normalize_face(crop_face(gray, face, cfg), cfg.size))
-            for face in find_faces(gray, cfg)]
+            for face in find_faces(gray, cfg, color)]

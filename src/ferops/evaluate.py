@@ -48,6 +48,10 @@ def flat_metrics(results: dict) -> dict:
             r = results[split]
             for key in ("accuracy", "macro_f1", "ece", "ece_calibrated", "n"):
                 out[f"{split}_{key}"] = round(r[key], 5) if isinstance(r[key], float) else r[key]
+            for row in r.get("risk_coverage", []):
+                if row["coverage"] < 1.0:  # 100 % coverage is the plain accuracy
+                    out[f"{split}_accuracy_at_{round(row['coverage'] * 100)}"] = round(
+                        row["accuracy"], 5)
     return out
 
 

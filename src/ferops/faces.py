@@ -48,8 +48,21 @@ class Detection:
     eyes: tuple[Point, Point] | None = None
 
 
+@dataclass(frozen=True)
+class Photo:
+    gray: np.ndarray                # (H, W) uint8: what crops are cut from
+    color: np.ndarray | None        # (h, w, 3) BGR uint8, at most color_side; None if grey
+
+
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """Decode image bytes (PNG, JPEG, BMP, ...) to a (H, W) uint8 grayscale array.
+    """Decode image bytes (PNG, JPEG, BMP, ...) to a (H, W) uint8 grayscale array."""
+    return decode_photo(data, max_pixels).gray
+
+
+def decode_photo(data: bytes, max_pixels: int, color_side: int = 0) -> Photo:
+    """Decode image bytes to greyscale, plus (color_side > 0) a small colour copy for the
+    detector: BlazeFace was trained on colour and tells a face from a coffee cup better in it
+    (scikit-image's coffee: 0.36 in colour, 0.65 in grey).
 
     The size is read from the header and checked against max_pixels before any pixel is
     decoded, so a decompression bomb costs nothing. Truncated files raise instead of
@@ -67,7 +80,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
                 raise ImageError("zero-size image")
             img.load()
             img = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
-            return _to_gray_array(img)
+            return Photo(_to_gray_array(img), _small_bgr(img, color_side))
     except UnidentifiedImageError:
         kind = next((k for magic, k in _MAGIC.items() if data.startswith(magic)), None)
         if kind:
@@ -78,6 +91,17 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise ImageError(f"image too large: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"corrupt or truncated image: {exc}") from None
+
+
+def _small_bgr(img: Image.Image, side: int) -> np.ndarray | None:
+    if side <= 0 or img.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV"):
+        return None
+    small = img.convert("RGB")
+    if max(small.size) > side:
+        k = side / max(small.size)
+        small = small.resize((max(1, round(small.width * k)), max(1, round(small.height * k))),
+                             Image.Resampling.BOX)
+    return np.ascontiguousarray(np.asarray(small, dtype=np.uint8)[:, :, ::-1])
 
 
 def _to_gray_array(img: Image.Image) -> np.ndarray:

@@ -17,9 +17,10 @@ import numpy as np
 
 from ferops.config import FacesConfig
 from ferops.detection import extract_faces
-from ferops.faces import Box, decode_image
+from ferops.faces import Box, decode_photo
 from ferops.predict import calibrated_probabilities
 
+UNCERTAIN = "uncertain"  # the label of an abstention (serving.abstain_below)
 # Where bentoml.mlflow.import_model puts the Keras file inside a BentoML model folder.
 KERAS_IN_BENTO = Path("mlflow_model/data/model.keras")
 
@@ -53,19 +54,26 @@ class Predictor:
             return np.zeros((0, len(self.classes)), np.float32)
         return calibrated_probabilities(np.asarray(self._predict(x)), self.temperature)
 
-    def describe(self, probs: np.ndarray) -> list[dict]:
-        """(N, K) probabilities -> one {label, confidence, probabilities, model_version} each."""
+    def describe(self, probs: np.ndarray, abstain_below: float | None = None) -> list[dict]:
+        """(N, K) probabilities -> one {label, confidence, probabilities, model_version} each.
+
+        With abstain_below, a face whose top probability is below it is labelled UNCERTAIN
+        and its top class moves to `best_guess`; without it the answer has no new field.
+        """
         out = []
         for row in probs:
             top = int(np.argmax(row))
-            out.append({"label": self.classes[top], "confidence": round(float(row[top]), 5),
-                        "probabilities": {c: round(float(p), 5)
-                                          for c, p in zip(self.classes, row, strict=True)},
-                        "model_version": self.version})
+            answer = {"label": self.classes[top], "confidence": round(float(row[top]), 5),
+                      "probabilities": {c: round(float(p), 5)
+                                        for c, p in zip(self.classes, row, strict=True)},
+                      "model_version": self.version}
+            if abstain_below is not None and row[top] < abstain_below:
+                answer["best_guess"], answer["label"] = answer["label"], UNCERTAIN
+            out.append(answer)
         return out
 
-    def classify(self, crops: np.ndarray) -> list[dict]:
-        return self.describe(self.probabilities(crops))
+    def classify(self, crops: np.ndarray, abstain_below: float | None = None) -> list[dict]:
+        return self.describe(self.probabilities(crops), abstain_below)
 
 
 def load_bento_predictor(path: Path, metadata: dict, tag: str = "") -> Predictor:
@@ -103,8 +111,10 @@ def locate_faces(data: bytes, faces: FacesConfig) -> FoundFaces:
 
     Raises faces.ImageError (a DataError) for bytes that are not a usable image.
     """
-    gray = decode_image(data, faces.max_pixels)
-    return FoundFaces(int(gray.shape[1]), int(gray.shape[0]), extract_faces(gray, faces))
+    photo = decode_photo(data, faces.max_pixels, faces.detect_max_side)
+    gray = photo.gray
+    return FoundFaces(int(gray.shape[1]), int(gray.shape[0]),
+                      extract_faces(gray, faces, photo.color))
 
 
 class StatsRecorder:
@@ -118,7 +128,8 @@ class StatsRecorder:
         if not answers:
             return
         lines = "".join(json.dumps({"ts": round(now, 3), "model_version": a["model_version"],
-                                    "label": a["label"], "confidence": a["confidence"]}) + "\n"
+                                    "label": a.get("best_guess", a["label"]),
+                                    "confidence": a["confidence"]}) + "\n"
                         for a in answers)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)

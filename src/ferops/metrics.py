@@ -61,6 +61,26 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
     return float(np.exp((lo + hi) / 2))
 
 
+COVERAGES = (1.0, 0.9, 0.8, 0.5)
+
+
+def risk_coverage(probs: np.ndarray, y_true: np.ndarray,
+                  coverages: tuple[float, ...] = COVERAGES) -> list[dict]:
+    """Accuracy on the most confident fraction of faces, for each coverage; threshold: the
+    confidence below which a model answering `uncertain` would keep that coverage."""
+    if len(y_true) == 0:
+        return []
+    confidence = probs.max(axis=1)
+    right = probs.argmax(axis=1) == y_true
+    order = np.argsort(-confidence, kind="stable")
+    rows = []
+    for c in coverages:
+        keep = order[: max(1, int(round(c * len(order))))]
+        rows.append({"coverage": c, "accuracy": float(right[keep].mean()),
+                     "threshold": float(confidence[keep].min()), "n": int(len(keep))})
+    return rows
+
+
 def classification_report(logits: np.ndarray, y_true: np.ndarray, classes: list[str],
                           temperature: float = 1.0) -> dict:
     """Everything the evaluate stage reports for one split."""
@@ -78,5 +98,6 @@ def classification_report(logits: np.ndarray, y_true: np.ndarray, classes: list[
         "ece": expected_calibration_error(softmax(logits), y_true),
         "ece_calibrated": expected_calibration_error(probs, y_true),
         "nll": nll(logits, y_true),
+        "risk_coverage": risk_coverage(probs, y_true),  # on the calibrated probabilities
         "confusion_matrix": cm.tolist(),
     }

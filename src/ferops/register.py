@@ -19,7 +19,20 @@ from ferops.stage import run_stage, stage_parser
 log = logging.getLogger(__name__)
 
 
-def model_card(params: Params, train: dict, metrics: dict, label_map: dict, tags: dict) -> str:
+def risk_coverage_table(report: dict) -> str:
+    """Markdown: accuracy when the model may answer `uncertain` on its least sure faces."""
+    lines = ["| coverage | val accuracy | test accuracy | confidence threshold (val) |",
+             "|---|---|---|---|"]
+    val = {r["coverage"]: r for r in report.get("val", {}).get("risk_coverage", [])}
+    for row in report.get("test", {}).get("risk_coverage", []):
+        v = val.get(row["coverage"], {})
+        lines.append(f"| {row['coverage']:.0%} | {v.get('accuracy', float('nan')):.3f} | "
+                     f"{row['accuracy']:.3f} | {v.get('threshold', float('nan')):.3f} |")
+    return "\n".join(lines) if len(lines) > 2 else "(no test split)"
+
+
+def model_card(params: Params, train: dict, metrics: dict, label_map: dict, tags: dict,
+               report: dict) -> str:
     """A short markdown card that travels with the model."""
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
     return f"""# ferops emotion model
@@ -38,6 +51,12 @@ float32), {train.get("train_seconds")} s, best epoch \
 | metric | value |
 |---|---|
 {rows}
+
+## Risk and coverage
+With `serving.abstain_below` set to a threshold, answers below it say `uncertain`; the
+table gives the accuracy on the faces still answered (calibrated probabilities).
+
+{risk_coverage_table(report)}
 
 Selected on the val split; test figures are reported, never tuned on. Demo-data models say
 nothing about real faces.
@@ -65,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 "sources": ",".join(params.ingest.sources)}
         args.out.mkdir(parents=True, exist_ok=True)
         card = args.out / "model_card.md"
-        card.write_text(model_card(params, train, metrics, label_map, tags))
+        report = json.loads((args.eval_dir / "report.json").read_text())
+        card.write_text(model_card(params, train, metrics, label_map, tags, report))
         flat = {f"train.{k}": v for k, v in params.train.model_dump().items()}
         flat |= {"classes": label_map["classes"], "seed": params.seed}
         model = keras.models.load_model(args.model / "model.keras")

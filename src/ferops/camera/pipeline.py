@@ -72,8 +72,10 @@ class FaceFinder:
     def __init__(self, cfg: FacesConfig, detect_every: int = 1,
                  camera: CameraConfig | None = None):
         if camera is not None:  # live video: a smaller, coarser detection pass (params camera)
-            cfg = cfg.replace(detect_max_side=camera.detect_max_side,
-                              haar=cfg.haar.replace(scale_factor=camera.scale_factor))
+            cfg = cfg.replace(
+                detect_max_side=camera.detect_max_side,
+                haar=cfg.haar.replace(scale_factor=camera.scale_factor),
+                blazeface=cfg.blazeface.replace(range=camera.blazeface_range))
         self.cfg = cfg
         self.detect_every = max(1, detect_every)
         self._found: list[Detection] = []
@@ -83,7 +85,7 @@ class FaceFinder:
         """BGR or gray frame -> faces, largest first."""
         gray = to_gray(frame)
         if self._count % self.detect_every == 0:
-            self._found = find_faces(gray, self.cfg)
+            self._found = find_faces(gray, self.cfg, frame[:, :, :3] if frame.ndim == 3 else None)
         self._count += 1
         return [Face(d.box, normalize_face(crop_face(gray, d, self.cfg), self.cfg.size))
                 for d in self._found]

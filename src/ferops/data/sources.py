@@ -18,7 +18,7 @@ from ferops.data import csvsource
 from ferops.data.records import SourceRead, rel_path
 from ferops.detection import find_faces
 from ferops.errors import DataError
-from ferops.faces import ImageError, crop_face, decode_image
+from ferops.faces import ImageError, Photo, crop_face, decode_photo
 from ferops.labels import CANONICAL, normalize_label
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ def read_folder(path: Path, src: SourceConfig, faces: FacesConfig, root: Path) -
     for file, label, split in tqdm(jobs, desc=f"ingest {src.name}", unit="img", disable=None):
         origin = rel_path(file, root)
         try:
-            image = decode_image(file.read_bytes(), faces.max_pixels)
-            out.add(_face_of(image, src.faces, faces), label, split, origin)
+            photo = decode_photo(file.read_bytes(), faces.max_pixels, faces.detect_max_side)
+            out.add(_face_of(photo, src.faces, faces), label, split, origin)
         except ImageError as exc:
             out.refuse(origin, str(exc))
         except OSError as exc:
@@ -96,11 +96,12 @@ def _walk_label_dir(label_dir: Path, split: str | None, root: Path, out: SourceR
             yield file, label, split
 
 
-def _face_of(gray: np.ndarray, mode: str, cfg: FacesConfig) -> np.ndarray:
+def _face_of(photo: Photo, mode: str, cfg: FacesConfig) -> np.ndarray:
     """The face in an image: the image itself (a crop), or the single face detected in it."""
+    gray = photo.gray
     if mode == "crop" or (mode == "auto" and max(gray.shape) <= cfg.crop_max_side):
         return gray
-    found = find_faces(gray, cfg)
+    found = find_faces(gray, cfg, photo.color)
     if not found:
         raise ImageError("no face found (use faces: crop for images that are face crops)")
     if len(found) > 1:

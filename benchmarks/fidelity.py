@@ -1,0 +1,103 @@
+"""Fidelity: does the live path (photo -> detector -> crop -> model) keep the model's
+accuracy on direct crops? Detectors side by side in one run; writes JSON.
+
+    python benchmarks/fidelity.py --model /path/to/artifacts/model [--n 1000]
+
+FER2013 PrivateTest faces (reported, never tuned on) are pasted into cluttered 640x480
+scenes at a random position, 60-240 px, +-25 degrees, 0.5-1.3x brightness, sensor noise
+(benchmarks/scenes.py), JPEG-encoded as a client would upload them, then decoded, detected,
+cropped and classified by the code /analyze runs (ferops.faces, ferops.detection,
+ferops.inference). For each detector: detection recall, end-to-end accuracy (a missed face
+counts as wrong), accuracy on the faces found, and the direct-crop accuracy on those same
+faces. Targets (issue 19): recall >= 99 %, accuracy within 2 points of direct crops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from benchmarks._common import PROJECT, SHARED_DATA, write_result  # noqa: E402
+from benchmarks.scenes import CONDITIONS, load_fer, match, scenes  # noqa: E402
+from ferops.config import load_params  # noqa: E402
+from ferops.inference import locate_faces  # noqa: E402
+from ferops.labels import FER2013_IDS  # noqa: E402
+from ferops.recognizer import Recognizer  # noqa: E402
+
+
+def setups(faces_cfg) -> dict:
+    blaze = faces_cfg.replace(detector="blazeface")
+    return {"haar": faces_cfg.replace(detector="haar"), "blazeface": blaze,
+            "blazeface_aligned": blaze.replace(align=True)}
+
+
+def live_crops(frames, cfg) -> tuple[list[int], np.ndarray, float]:
+    """(indices of the faces found, their crops, ms per scene) through the /analyze path."""
+    found, crops, start = [], [], time.perf_counter()
+    for i, s in enumerate(frames):
+        ok, jpeg = cv2.imencode(".jpg", s.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        pairs = locate_faces(jpeg.tobytes(), cfg).faces  # what /analyze calls
+        j = match(s, [box for box, _ in pairs])
+        if j is not None:
+            found.append(i)
+            crops.append(pairs[j][1])
+    ms = (time.perf_counter() - start) * 1000 / len(frames)
+    size = cfg.size
+    return found, np.array(crops, np.uint8).reshape(-1, size, size), ms
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, required=True, help="a model folder (artifacts/model)")
+    ap.add_argument("--n", type=int, default=1000, help="PrivateTest faces")
+    ap.add_argument("--fer", type=Path, default=SHARED_DATA / "fer2013" / "fer2013.csv.gz")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", default="fidelity")
+    args = ap.parse_args(argv)
+    params = load_params(PROJECT / "params.yaml")
+    rec = Recognizer.from_model_dir(args.model, abstain_below=None)
+    faces, codes = load_fer(args.fer, "PrivateTest", args.n, args.seed)
+    classes = rec.predictor.classes
+    y = np.array([classes.index(FER2013_IDS[c]) for c in codes])
+    direct = rec.predictor.probabilities(faces).argmax(axis=1) == y
+    frames = scenes(faces, CONDITIONS["fidelity"], args.seed + 1)
+    table = {}
+    for name, cfg in tqdm(setups(params.faces).items(), desc="fidelity", unit="setup",
+                          disable=None):
+        found, crops, ms = live_crops(frames, cfg)
+        right = rec.predictor.probabilities(crops).argmax(axis=1) == y[found] if found else []
+        n_found = len(found)
+        table[name] = {
+            "recall": round(n_found / len(frames), 4),
+            "accuracy_end_to_end": round(float(np.sum(right)) / len(frames), 4),
+            "accuracy_on_found": round(float(np.mean(right)), 4) if n_found else None,
+            "direct_accuracy_on_found": round(float(direct[found].mean()), 4) if n_found
+            else None,
+            "gap_points_on_found": round(100 * float(direct[found].mean() - np.mean(right)), 2)
+            if n_found else None,
+            "ms_per_scene": round(ms, 2)}
+    for name, r in table.items():
+        print(f"{name:18s} recall {r['recall']:.1%}  end-to-end {r['accuracy_end_to_end']:.1%}"
+              f"  on found {r['accuracy_on_found']:.1%} vs direct "
+              f"{r['direct_accuracy_on_found']:.1%} ({r['gap_points_on_found']:+.1f} pts)"
+              f"  {r['ms_per_scene']:.1f} ms")
+    print(f"direct crops: {direct.mean():.1%} of {len(y)}")
+    out = write_result(args.name, {
+        "model": str(args.model), "faces": len(y), "source": "PrivateTest",
+        "direct_accuracy": round(float(direct.mean()), 4),
+        "condition": vars(CONDITIONS["fidelity"]), "jpeg_quality": 90,
+        "faces_config": params.faces.model_dump(), "setups": table})
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

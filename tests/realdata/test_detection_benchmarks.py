@@ -1,0 +1,70 @@
+"""The detector, crop-geometry and fidelity benchmarks on real FER2013 faces, small runs.
+
+Detection is measured without any model, so these figures mean something even here: the
+default detector must find faces that Haar misses, and the fidelity run must score every
+setup through the /analyze code path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from benchmarks.scenes import CONDITIONS, load_fer, match, scenes
+
+from ferops.detection import find_faces
+from tests.conftest import SHARED_DATA
+from tests.factories import PARAMS, bench
+
+pytestmark = pytest.mark.fer2013
+FER = SHARED_DATA / "fer2013/fer2013.csv.gz"
+
+
+def test_pasted_faces_are_where_the_scene_says():
+    faces, _ = load_fer(FER, "PublicTest", 20, seed=3)
+    frames = scenes(faces, CONDITIONS["frontal"], seed=4)
+    assert all(f.image.shape == (480, 640) and f.image.dtype == np.uint8 for f in frames)
+    found = [match(s, [d.box for d in find_faces(s.image, PARAMS.faces)]) for s in frames]
+    assert sum(i is not None for i in found) >= 15  # a detector finds most pasted faces ...
+    shifted = [match(s, [d.box for d in find_faces(np.roll(s.image, 200, axis=1),
+                                                   PARAMS.faces)]) for s in frames]
+    assert sum(i is not None for i in shifted) <= 2  # ... and match() is not fooled
+
+
+def test_detector_benchmark_ranks_blazeface_above_haar(tmp_path: Path):
+    bench("detectors.py", ["--n", "40", "--name", "det"], tmp_path, timeout=600)
+    table = json.loads((tmp_path / "det.json").read_text())["detectors"]
+    assert set(table) == {"haar", "blazeface_short", "blazeface_full", "blazeface_both"}
+    for cond in ("frontal", "turned_30"):
+        assert table["blazeface_both"][cond]["recall"] > table["haar"][cond]["recall"]
+    assert table["blazeface_both"]["frontal"]["recall"] >= 0.8
+    assert table["blazeface_short"]["frontal"]["ms_median"] < table["haar"]["frontal"][
+        "ms_median"]
+    assert table["blazeface_both"]["turned_30"]["eye_angle_error_median_deg"] < 10
+    assert table["haar"]["turned_30"]["eye_angle_error_median_deg"] is None  # no eye points
+
+
+def test_crop_geometry_matches_params(tmp_path: Path):
+    """The committed faces.crop values are what the measurement gives (within its noise)."""
+    bench("crop_geometry.py", ["--n", "150", "--name", "geo"], tmp_path, timeout=600)
+    result = json.loads((tmp_path / "geo.json").read_text())["detectors"]
+    for name in ("blazeface", "haar"):
+        measured, committed = result[name]["median"], PARAMS.faces.crop[name]
+        assert result[name]["faces_found"] >= 100
+        assert abs(measured["scale"] - committed.scale) < 0.06, (name, measured)
+        assert abs(measured["dy"] - committed.dy) < 0.04, (name, measured)
+
+
+def test_fidelity_benchmark_scores_every_setup(tmp_path: Path, demo_model_dir: Path):
+    bench("fidelity.py", ["--model", str(demo_model_dir), "--n", "60", "--name", "fid"],
+          tmp_path, timeout=600)
+    result = json.loads((tmp_path / "fid.json").read_text())
+    assert result["source"] == "PrivateTest" and result["faces"] == 60
+    setups = result["setups"]
+    assert set(setups) == {"haar", "blazeface", "blazeface_aligned"}
+    assert setups["blazeface"]["recall"] > setups["haar"]["recall"]
+    for r in setups.values():
+        assert r["accuracy_end_to_end"] <= r["recall"] + 1e-9
+        assert 0 <= r["accuracy_on_found"] <= 1 and r["ms_per_scene"] > 0
