@@ -129,32 +129,12 @@ class BlazeFace:
 
 
 def suppress(found: list[Found], iou: float) -> list[Found]:
-    """Faces from two models, merged: each overlapping group averaged by score (as the
-    weighted suppression within one model), best first."""
-    groups: list[list[Found]] = []
-    for f in sorted(found, key=lambda f: -f.score):
-        for g in groups:
-            if _iou(f.box, g[0].box) > iou:
-                g.append(f)
-                break
-        else:
-            groups.append([f])
-    out = []
-    for g in groups:
-        w = np.array([f.score for f in g]) / sum(f.score for f in g)
-        box = tuple(float(v) for v in w @ np.array([f.box for f in g]))
-        kps = np.tensordot(w, np.stack([f.keypoints for f in g]), axes=1)
-        out.append(Found(box, kps, g[0].score))
-    return out
-
-
-def _iou(a: tuple, b: tuple) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    return inter / max(aw * ah + bw * bh - inter, 1e-9)
+    """Faces from two models, merged by the same weighted suppression as within one."""
+    if not found:
+        return []
+    boxes = np.array([(x, y, x + w, y + h) for x, y, w, h in (f.box for f in found)])
+    return _weighted_nms(boxes, np.stack([f.keypoints for f in found]),
+                         np.array([f.score for f in found]), iou)
 
 
 def _logit(p: float) -> float:
@@ -167,6 +147,7 @@ def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray,
     order = np.argsort(-scores)
     boxes, kps, scores = boxes[order], kps[order], scores[order]
     alive = np.ones(len(scores), bool)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     found = []
     for i in range(len(scores)):
         if not alive[i]:
@@ -176,7 +157,6 @@ def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray,
         x1 = np.minimum(boxes[i, 2], boxes[:, 2])
         y1 = np.minimum(boxes[i, 3], boxes[:, 3])
         inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         overlap = inter / np.maximum(areas[i] + areas - inter, 1e-9)
         group = alive & (overlap > iou)
         group[i] = True
