@@ -59,9 +59,11 @@ def deployment_exists(name: str) -> bool:
     return True
 
 
-def launch_retrain(root: Path, trigger: str, key: str,
-                   deployment: str | None) -> dict[str, Any]:
-    """Start one retraining run for (trigger, key) if allowed; say what happened."""
+def launch_retrain(root: Path, trigger: str, key: str, deployment: str | None,
+                   push: bool | None = None) -> dict[str, Any]:
+    """Start one retraining run for (trigger, key) if allowed; say what happened.
+
+    push: the run's `dvc push` of new data (None: params pipelines.push_data)."""
     log = get_run_logger()
     busy = active_run(root)
     if busy:
@@ -72,21 +74,23 @@ def launch_retrain(root: Path, trigger: str, key: str,
         log.info("a retraining run was already started for this %s (%s)", trigger, key)
         return {"status": "already-launched", "flow_run_id": last.get("flow_run_id")}
     if deployment and deployment_exists(deployment):
-        run = run_deployment(deployment, parameters={"project_dir": str(root),
-                                                     "trigger": trigger},
+        parameters: dict[str, Any] = {"project_dir": str(root), "trigger": trigger}
+        if push is not None:
+            parameters["push"] = push
+        run = run_deployment(deployment, parameters=parameters,
                              timeout=0, idempotency_key=f"{trigger}:{key}",
                              as_subflow=False, tags=["ferops", trigger])
         _record(root, trigger, key, str(run.id))
         log.info("started retraining flow run %s on %s", run.name, deployment)
         return {"status": "launched", "flow_run_id": str(run.id), "deployment": deployment}
-    return _run_inline(root, trigger, key)
+    return _run_inline(root, trigger, key, push)
 
 
-def _run_inline(root: Path, trigger: str, key: str) -> dict[str, Any]:
+def _run_inline(root: Path, trigger: str, key: str, push: bool | None) -> dict[str, Any]:
     from pipelines.retrain import retrain_flow  # heavy; only needed without a deployment
     get_run_logger().info("no retrain deployment registered: retraining inline")
     _record(root, trigger, key, None)
-    state = retrain_flow(project_dir=str(root), trigger=trigger, return_state=True)
+    state = retrain_flow(project_dir=str(root), trigger=trigger, push=push, return_state=True)
     status = "retrained" if state.is_completed() else "retrain-failed"
     return {"status": status, "state": state.name, "message": state.message}
 

@@ -21,6 +21,7 @@ class RunSummary:
     trigger: str
     step: str = "start"                               # the step in progress (for failures)
     snapshot: DropSnapshot | None = None
+    rejected: list[dict] = field(default_factory=list)  # moved aside by the screening
     data_before: str | None = None
     data_after: str | None = None
     push: str = "not run"
@@ -55,8 +56,19 @@ def data_section(s: RunSummary) -> str:
         rows = [[label, n] for label, n in snap.per_label.items()]
         lines += [f"{len(snap.new)} new labeled faces (baseline: {snap.baseline}):", "",
                   table(["label", "new faces"], [*rows, ["**total**", len(snap.new)]])]
-    version = (f"unchanged (`{s.data_after}`)" if s.data_before == s.data_after
-               else f"`{s.data_before}` -> `{s.data_after}`")
+    if s.rejected:
+        lines += ["", f"{len(s.rejected)} file(s) moved aside before versioning (kept with "
+                  "their reason; not in the data version):", "",
+                  table(["file", "kept at", "reason"],
+                        [[r["path"], r["kept_at"], r["reason"]] for r in s.rejected[:50]])]
+        if len(s.rejected) > 50:
+            lines.append(f"\n... and {len(s.rejected) - 50} more")
+    if s.data_after is None:
+        version = f"not versioned (data.dvc still `{s.data_before}`)"
+    elif s.data_before == s.data_after:
+        version = f"unchanged (`{s.data_after}`)"
+    else:
+        version = f"`{s.data_before}` -> `{s.data_after}`"
     lines += ["", f"- data version (data.dvc): {version}",
               f"- dvc push: {s.push}",
               f"- stages run: {', '.join(s.stages) if s.stages else 'none (up to date)'}"]
@@ -111,10 +123,14 @@ def confusion_table(csv_path: Path, classes: list[str] | None = None) -> str:
     return table(["actual \\ predicted", *labels], rows)
 
 
-def retrain_markdown(s: RunSummary) -> str:
+def retrain_markdown(s: RunSummary, quarantine: str = "") -> str:
+    """The artifact of a completed run; quarantine: ingest's quarantine table (the files it
+    refused and trained without), or ""."""
     version = f"new model version {s.new_version}" if s.new_version else "no new model version"
     parts = [f"# ferops retraining: {version}", "",
              f"Trigger: {s.trigger}. Project: `{s.project}`.", "", data_section(s), "",
+             "## Quarantined by ingest (artifacts/ingest/quarantine.csv)", "",
+             quarantine or "Nothing.", "",
              metrics_section(s.metrics), "", decision_section(s)]
     if s.confusion:
         parts += ["", "## Test confusion matrix (rows: actual, columns: predicted)", "",
@@ -126,8 +142,9 @@ def validation_markdown(s: RunSummary, report_md: str, quarantine: str) -> str:
     """The artifact of a run stopped by Great Expectations: its report comes first."""
     return "\n".join([
         "# ferops retraining stopped: data validation failed", "",
-        "Nothing was trained or registered; the champion is unchanged. The good faces stay in "
-        "the drop folder; fix or remove the files named below and the next run picks them up.",
+        "Nothing was versioned, trained or registered: data.dvc, the DVC remote and the "
+        "champion are as they were. The good faces stay in the drop folder; fix or remove "
+        "the files named below and the next run picks them up.",
         "", data_section(s), "", "## Quarantined by ingest (artifacts/ingest/quarantine.csv)",
         "", quarantine or "Nothing.", "", "---", "", report_md]) + "\n"
 

@@ -40,6 +40,8 @@ from pipelines.steps import (
     reference_confidence,
     register,
     reload_service,
+    screen_drop_folder,
+    validate_data,
     version_data,
 )
 
@@ -64,19 +66,21 @@ class Options:
 
 @flow(name=RETRAIN_FLOW)
 def retrain_flow(project_dir: str = ".", service_url: str | None = None,
-                 trigger: str = "manual", push: bool = True, mlflow_retries: int = 3,
+                 trigger: str = "manual", push: bool | None = None, mlflow_retries: int = 3,
                  mlflow_retry_delay_s: float = 30.0, repro_timeout_s: float = 6 * 3600.0,
                  step_timeout_s: float = 1800.0) -> dict[str, Any]:
     """Retrain on the project's current data; publish what happened as a markdown artifact.
 
     service_url: the running service (None: params camera.service_url; "": do not call it).
     trigger: why this run started (schedule, new-data, drift, manual): shown in the report.
+    push: `dvc push` the new data version (None: params pipelines.push_data).
     """
     root = resolve_project(project_dir)
     params = project_params(root)
     opts = Options(params.camera.service_url if service_url is None else service_url,
-                   params.serving.api_key_env, push, mlflow_retries, mlflow_retry_delay_s,
-                   repro_timeout_s, step_timeout_s)
+                   params.serving.api_key_env,
+                   params.pipelines.push_data if push is None else push, mlflow_retries,
+                   mlflow_retry_delay_s, repro_timeout_s, step_timeout_s)
     with retrain_lock(root) as acquired:
         if not acquired:
             get_run_logger().warning("another retraining run holds %s; skipping", root)
@@ -93,7 +97,7 @@ def retrain_flow(project_dir: str = ".", service_url: str | None = None,
             _publish(report.failure_markdown(summary, summary.step, str(exc)),
                      f"retraining failed at {summary.step}")
             raise
-        _publish(report.retrain_markdown(summary), "retraining run")
+        _publish(report.retrain_markdown(summary, _quarantine(root)), "retraining run")
         return _result(summary)
 
 
@@ -106,7 +110,9 @@ def _result(s: report.RunSummary) -> dict[str, Any]:
 
 
 def _run(root: Path, drop_folder: str, s: report.RunSummary, opts: Options) -> None:
-    s.step = "snapshot"
+    s.step = "screen"
+    s.rejected = screen_drop_folder(root)
+    s.step = "snapshot"   # after screening: the faces this run may version
     s.snapshot = snapshot(root, drop_folder)
     record_attempt(root, s.snapshot)
     s.step = "check-registry"
@@ -115,11 +121,13 @@ def _run(root: Path, drop_folder: str, s: report.RunSummary, opts: Options) -> N
     except RegistryUnavailableError as exc:
         raise RegistryUnavailableError(f"{exc} (gave up after {opts.mlflow_retries + 1} "
                                        "attempts; nothing was changed)") from exc
-    s.step = "version-data"
+    s.step = "validate-data"
     s.data_before = data_md5(root)
+    s.stages = validate_data(root, opts.repro_timeout_s)
+    s.step = "version-data"
     s.data_after, s.push = version_data(root, opts.push, opts.step_timeout_s)
     s.step = "build"
-    s.stages = build(root, opts.repro_timeout_s)
+    s.stages += build(root, opts.repro_timeout_s)
     s.step = "register"
     ran, s.new_version = opts.mlflow(register)(root, opts.step_timeout_s)
     s.stages += ran
@@ -170,11 +178,14 @@ def _confusion(root: Path) -> str:
                                   label_map.get("classes"))
 
 
+def _quarantine(root: Path) -> str:
+    return report.quarantine_table(root / "artifacts/ingest/quarantine.csv")
+
+
 def _validation_report(root: Path, s: report.RunSummary) -> str:
     path = root / "artifacts/validate/report.md"
     text = path.read_text(encoding="utf-8") if path.is_file() else f"({path} is missing)"
-    quarantine = report.quarantine_table(root / "artifacts/ingest/quarantine.csv")
-    return report.validation_markdown(s, text, quarantine)
+    return report.validation_markdown(s, text, _quarantine(root))
 
 
 def _publish(markdown: str, description: str) -> None:
@@ -185,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one retraining now (a Prefect flow run).")
     parser.add_argument("--project-dir", default=".")
     parser.add_argument("--service-url", default=None)
-    parser.add_argument("--no-push", action="store_true")
+    parser.add_argument("--no-push", dest="push", action="store_false", default=None,
+                        help="do not `dvc push` the new data version (default: params "
+                             "pipelines.push_data)")
     args = parser.parse_args(argv)
-    result = retrain_flow(args.project_dir, args.service_url, push=not args.no_push)
+    result = retrain_flow(args.project_dir, args.service_url, push=args.push)
     print(result)
     return 0
 

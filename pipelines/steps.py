@@ -18,16 +18,19 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from ferops.provenance import data_md5
+from ferops.data.screen import screen
+from ferops.provenance import PIPELINE_FILES, data_md5
 from pipelines.common import (
     StepError,
     dvc_cmd,
     ferops_cmd,
+    project_params,
     read_json,
     run_command,
 )
 
 BUILD_TARGET = "evaluate"      # everything before the MLflow side effect (the register stage)
+VALIDATE_TARGET = "validate"   # ingest + Great Expectations, on the working tree
 REGISTER_STAGE = "register"
 REGISTERED = Path("artifacts/registry/registered.json")
 DECISION = Path("artifacts/registry/decision.json")
@@ -95,6 +98,34 @@ def check_registry(timeout_s: float = 10.0) -> str:
         reason = getattr(exc, "reason", exc)
         raise RegistryUnavailableError(f"MLflow at {uri} is unreachable: {reason}") from exc
     return f"MLflow server {uri}"
+
+
+@task(name="screen-drop-folder")
+def screen_drop_folder(root: Path) -> list[dict]:
+    """Move drop-folder files that ingest or validate would refuse aside, with their reason
+    (ferops.data.screen), before anything is versioned."""
+    moved = screen(root, project_params(root))
+    for r in moved:
+        get_run_logger().warning("moved aside %s -> %s: %s", r.path, r.kept_at, r.reason)
+    return [vars(r) for r in moved]
+
+
+@task(name="validate-data")
+def validate_data(root: Path, timeout_s: float) -> list[str]:
+    """`dvc repro validate` on the working tree, before `dvc push`: data that fails the
+    Great Expectations suite never becomes a data version nor reaches the remote.
+
+    `dvc repro` itself records a changed data source in data.dvc ("Verifying data sources"),
+    so on failure data.dvc and dvc.lock are put back byte for byte: the data version stays
+    the last one that passed."""
+    saved = {name: (root / name).read_bytes() for name in PIPELINE_FILES
+             if (root / name).is_file()}
+    result = run_command(dvc_cmd("repro", VALIDATE_TARGET), root, timeout_s, _log_line)
+    if not result.ok:
+        for name, data in saved.items():
+            (root / name).write_bytes(data)
+        raise _fail(result, root)
+    return result.stages_run()
 
 
 @task(name="version-data")

@@ -22,11 +22,13 @@ from pipelines.newdata import last_attempt_digest, snapshot
 
 @flow(name="ferops-watch-new-data")
 def watch_new_data(project_dir: str = ".", min_new_faces: int | None = None,
-                   retrain_deployment: str | None = RETRAIN_DEPLOYMENT) -> dict[str, Any]:
+                   retrain_deployment: str | None = RETRAIN_DEPLOYMENT,
+                   push: bool | None = None) -> dict[str, Any]:
     """Start one retraining run once at least min_new_faces new labeled faces are there.
 
     min_new_faces: None reads params pipelines.min_new_faces. retrain_deployment: where to
     start the run ("<flow>/<deployment>"); None or not registered: retrain inline.
+    push: the run's `dvc push` of the new data (None: params pipelines.push_data).
     """
     root = resolve_project(project_dir)
     params = project_params(root)
@@ -42,14 +44,18 @@ def watch_new_data(project_dir: str = ".", min_new_faces: int | None = None,
         # failed, e.g. on validation): wait until the drop folder changes.
         get_run_logger().info("the last retraining run already tried these faces; waiting")
         return {"status": "already-tried", **counts}
-    return {**launch_retrain(root, "new-data", snap.digest, retrain_deployment), **counts}
+    return {**launch_retrain(root, "new-data", snap.digest, retrain_deployment, push),
+            **counts}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check the drop folder once.")
     parser.add_argument("--project-dir", default=".")
+    parser.add_argument("--no-push", dest="push", action="store_false", default=None,
+                        help="the retraining run does not `dvc push` the new data (default: "
+                             "params pipelines.push_data)")
     args = parser.parse_args(argv)
-    print(watch_new_data(args.project_dir))
+    print(watch_new_data(args.project_dir, push=args.push))
     return 0
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo-data": ("ferops.synthetic", "generate the synthetic demo faces (not real people)"),
+    "screen": ("ferops.data.screen", "move drop-folder files ingest/validate would refuse aside"),
     "ingest": ("ferops.data.ingest", "read every configured source into one image table"),
     "validate": ("ferops.data.validate", "run the Great Expectations suite on the ingested data"),
     "preprocess": ("ferops.data.preprocess", "make every validated image a 48x48 gray face"),
@@ -22,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "register": ("ferops.register", "log the run to MLflow and register it as @challenger"),
     "promote": ("ferops.gate:promote_main", "promote @challenger if it beats @champion"),
     "rollback": ("ferops.gate:rollback_main", "restore @previous as @champion"),
+    "checkout": ("ferops.lineage", "restore a registered version's code, params and data"),
     "serve": ("ferops.run_service", "serve the champion over HTTP (BentoML, serving/service.py)"),
     "camera": ("ferops.camera.cli", "live emotions from a camera or video through the service"),
     "analyze": ("ferops.analyze", "emotions of faces in images, folders, videos (no server)"),

@@ -305,6 +305,8 @@ class PipelinesConfig(Section):
     drift_threshold: Fraction
     confidence_drop: Fraction
     drift_action: Literal["alert", "retrain"]
+    push_data: bool
+    rejected_folder: str = Field(min_length=1)
 
 
 class Params(Section):

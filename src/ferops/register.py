@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from ferops.config import Params, load_params
-from ferops.provenance import data_version, git_commit
+from ferops.provenance import data_version, git_commit, lineage_files
 from ferops.stage import run_stage, stage_parser
 
 log = logging.getLogger(__name__)
@@ -88,12 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         card.write_text(model_card(params, train, metrics, label_map, tags, report))
         flat = {f"train.{k}": v for k, v in params.train.model_dump().items()}
         flat |= {"classes": label_map["classes"], "seed": params.seed}
+        lineage = lineage_files(root, args.out / "lineage")
         model = keras.models.load_model(args.model / "model.keras")
         with registry.reporting_failures():
             run_id, version = registry.log_and_register(
                 model, params.registry.model_name, label_map, flat, train.get("history", []),
                 metrics, [card, args.eval_dir, args.model / "label_map.json",
-                          args.model / "train.json"], tags, params.registry.experiment)
+                          args.model / "train.json", lineage], tags,
+                params.registry.experiment)
         (args.out / "registered.json").write_text(json.dumps(
             {"model_name": params.registry.model_name, "version": version, "run_id": run_id,
              **tags}, indent=2) + "\n")

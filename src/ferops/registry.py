@@ -113,6 +113,33 @@ def alias_version(client, name: str, alias: str) -> str | None:
         raise  # an unreachable server is not "no such alias"
 
 
+def resolve_version(client, name: str, ref: str) -> str:
+    """A version number, or @alias, as the version number; RegistryError if there is none."""
+    version = alias_version(client, name, ref[1:]) if ref.startswith("@") else ref
+    if version is None:
+        raise RegistryError(f"model {name} has no alias {ref}")
+    return version
+
+
+def download_lineage(name: str, ref: str, dest: Path) -> tuple[str, Path]:
+    """The `lineage/` artifacts (ferops.provenance.lineage_files) of version ref ("3" or
+    "@champion") into dest; returns (version, folder)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    client = connect()
+    version = resolve_version(client, name, ref)
+    try:
+        mv = client.get_model_version(name, version)
+        folder = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path="lineage",
+                                                     dst_path=str(dest))
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(f"model {name} version {version}: no such version, or it "
+                                "was registered before lineage was recorded") from exc
+        raise
+    return version, Path(folder)
+
+
 def load_version(name: str, version: str):
     import mlflow
     return mlflow.keras.load_model(f"models:/{name}/{version}")

@@ -1,19 +1,23 @@
 """The retraining flow end to end in a temporary clone: real dvc, training, MLflow, BentoML.
 
 One full `dvc repro` (2 short epochs), then cheap runs on the same clone: nothing new, MLflow
-down, a bad label. The tests run in file order and share the clone.
+down, bad files moved aside (one more short training), a dataset that fails validation. The
+tests run in file order and share the clone.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pipelines.newdata import MANIFEST, snapshot
 
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, png_bytes
 from tests.factories import copy_checkout, free_port, write_params
 from tests.pipelines.conftest import add_faces, latest_artifact
 
@@ -127,19 +131,101 @@ def test_unreachable_mlflow_retries_then_fails_with_a_clear_message(clone: Path,
     assert "failed at step `check-registry`" in latest_artifact("ferops-retrain")
 
 
-def test_bad_label_stops_at_validation_and_keeps_the_champion(clone: Path):
+def remote_objects(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in (root / "dvc-remote").rglob("*")
+            if p.is_file()}
+
+
+def test_bad_files_are_moved_aside_before_anything_is_versioned(clone: Path):
+    """A 12x12 image (fails validate.min_side) and a label outside the class set: both are
+    moved aside with their reason before `dvc add`, the good face is versioned and trained."""
+    from pipelines.newdata import dvc_tracked
+    from pipelines.retrain import retrain_flow
+    stray = add_faces(clone, "contempt", 1, seed=13)[0]
+    tiny = clone / "data/incoming/happy/tiny.png"
+    tiny.write_bytes(png_bytes(np.full((12, 12), 90, np.uint8) + np.eye(12, dtype=np.uint8) * 80))
+    good = add_faces(clone, "happy", 1, seed=14, start=100)[0]
+    bad = {p.relative_to(clone).as_posix(): p.read_bytes() for p in (stray, tiny)}
+
+    result = retrain_flow(str(clone), service_url="")
+
+    assert result["status"] == "completed" and result["new_faces"] == 1
+    assert "train" in result["stages"]
+    tracked = dvc_tracked(clone)
+    assert good.relative_to(clone).as_posix() in tracked
+    assert not set(bad) & tracked and not stray.exists() and not tiny.exists()
+    remote = remote_objects(clone)
+    for data in bad.values():   # never pushed: no remote object has their content hash
+        md5 = hashlib.md5(data).hexdigest()
+        assert f"dvc-remote/files/md5/{md5[:2]}/{md5[2:]}" not in remote
+    with open(clone / "artifacts/rejected/rejected.csv", newline="") as f:
+        rows = {r["path"]: r for r in csv.DictReader(f)}
+    assert set(rows) == set(bad)
+    assert "smaller than validate.min_side" in rows[tiny.relative_to(clone).as_posix()]["reason"]
+    for rel, data in bad.items():
+        assert (clone / rows[rel]["kept_at"]).read_bytes() == data      # kept, as it was
+    text = latest_artifact("ferops-retrain")
+    assert "2 file(s) moved aside before versioning" in text
+    assert "label 'contempt' is not in the class set" in text
+    assert "## Quarantined by ingest" in text
+
+
+def test_failed_validation_versions_nothing_and_keeps_the_champion(clone: Path):
+    """A dataset-level failure (too few training images per class): data.dvc, the DVC
+    remote and every alias stay exactly as they were; the good faces stay in the drop folder."""
     from pipelines.retrain import retrain_flow
     before = registry_state()
-    stray = add_faces(clone, "contempt", 1, seed=13)[0]   # not in the 7-class set
-    good = add_faces(clone, "happy", 1, seed=14, start=100)[0]
-    state = retrain_flow(str(clone), service_url="", return_state=True)
+    data_dvc, remote = (clone / "data.dvc").read_text(), remote_objects(clone)
+    params = (clone / "params.yaml").read_text()
+    write_params(clone, train={"profile": "demo", "epochs": 2, "max_train_images": 800},
+                 registry={"floor": 0.0}, validate={"min_per_class": 100_000})
+    try:
+        good = add_faces(clone, "sad", 2, seed=15, start=200)
+        state = retrain_flow(str(clone), service_url="", return_state=True)
+    finally:
+        (clone / "params.yaml").write_text(params)
     assert state.is_failed() and "data validation failed" in state.message
+    assert (clone / "data.dvc").read_text() == data_dvc
+    assert remote_objects(clone) == remote
+    assert registry_state() == before
+    assert all(p.is_file() for p in good)
     text = latest_artifact("ferops-retrain")
     assert text.startswith("# ferops retraining stopped: data validation failed")
-    assert "# Data validation: FAIL" in text and "label in allowed set" in text
-    assert "stages run: ingest, validate" in text
-    assert stray.relative_to(clone).as_posix() in text
-    assert registry_state() == before       # champion (and every alias) unchanged
-    assert good.is_file()                    # good data is kept
+    assert "Nothing was versioned" in text and "training images per class" in text
+    assert "stages run: ingest, validate" in text and "not versioned" in text
     new = snapshot(clone, "data/incoming").new  # still new: the manifest was not advanced
-    assert {stray.relative_to(clone).as_posix(), good.relative_to(clone).as_posix()} <= set(new)
+    assert {p.relative_to(clone).as_posix() for p in good} <= set(new)
+
+
+def test_checkout_restores_version_1_after_version_2_exists(clone: Path, tmp_path: Path,
+                                                             capsys):
+    """`ferops checkout 1` rebuilds version 1's inputs from its lineage: the worktree's code,
+    parameters, data and every stage output hash to version 1's lock (dvc status clean, so
+    `dvc repro evaluate` there rebuilds nothing), not to the newer version's."""
+    from pipelines.common import dvc_cmd, project_env
+
+    from ferops import registry
+    from ferops.lineage import main
+    _, versions = registry_state()
+    assert {"1", "2"} <= set(versions)
+    dest = tmp_path / "v1"
+    assert main(["--params", str(clone / "params.yaml"), "1", "--into", str(dest)]) == 0
+    out = capsys.readouterr().out
+    assert "version 1 restored" in out and "dvc status evaluate: up to date" in out
+    lineage = json.loads((clone / "artifacts/registry/lineage/lineage.json").read_text())
+    client = registry.connect()
+    v1 = client.get_model_version(MODEL, "1")
+    restored = (dest / "data.dvc").read_text()
+    assert v1.tags["data_md5"] in restored and lineage["data_md5"] not in restored
+    # The happy face of the moved-aside test came after version 1; seed 11's before it.
+    assert not (dest / "data/incoming/happy/face_14_0100.png").exists()
+    assert (dest / "data/incoming/happy/face_11_0000.png").is_file()
+    repro = subprocess.run(dvc_cmd("repro", "evaluate"), cwd=dest, env=project_env(dest),
+                           capture_output=True, text=True)
+    assert repro.returncode == 0, repro.stderr
+    assert "Running stage" not in repro.stdout           # nothing rebuilt: same model hashes
+    assert (dest / "artifacts/model/model.keras").is_file()
+    metrics = json.loads((dest / "artifacts/eval/metrics.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(
+        client.get_run(v1.run_id).data.metrics["test_accuracy"])   # version 1's own figures
+    assert (clone / "data.dvc").read_text() != restored  # the working checkout is untouched

@@ -56,8 +56,7 @@ def read_folder(path: Path, src: SourceConfig, faces: FacesConfig, root: Path) -
     for file, label, split in tqdm(jobs, desc=f"ingest {src.name}", unit="img", disable=None):
         origin = rel_path(file, root)
         try:
-            photo = decode_photo(file.read_bytes(), faces.max_pixels, faces.detect_max_side)
-            out.add(_face_of(photo, src.faces, faces), label, split, origin)
+            out.add(read_face(file, src.faces, faces), label, split, origin)
         except ImageError as exc:
             out.refuse(origin, str(exc))
         except OSError as exc:
@@ -94,6 +93,22 @@ def _walk_label_dir(label_dir: Path, split: str | None, root: Path, out: SourceR
                                          f"(known labels: {', '.join(CANONICAL)})")
         else:
             yield file, label, split
+
+
+def read_face(file: Path, mode: str, cfg: FacesConfig) -> np.ndarray:
+    """The face ingest takes from one image file; ImageError (or OSError) when there is none.
+    The drop-folder screening (ferops.data.screen) calls this too, so both refuse alike."""
+    photo = decode_photo(file.read_bytes(), cfg.max_pixels, cfg.detect_max_side)
+    return _face_of(photo, mode, cfg)
+
+
+def label_of(rel: Path) -> str | None:
+    """The canonical label of a file from its path under a folder source
+    (<label>/... or <split>/<label>/...), or None for an unknown label folder."""
+    parts = rel.parts
+    if len(parts) > 2 and parts[0].lower() in SPLIT_ALIASES:
+        parts = parts[1:]
+    return normalize_label(parts[0]) if len(parts) > 1 else None
 
 
 def _face_of(photo: Photo, mode: str, cfg: FacesConfig) -> np.ndarray:
