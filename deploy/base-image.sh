@@ -15,9 +15,9 @@ fi
 command -v debootstrap >/dev/null || { echo "error: apt-get install debootstrap" >&2; exit 1; }
 root="$(mktemp -d /tmp/ferops-base.XXXXXX)"
 trap 'rm -rf "$root"' EXIT
-# python3-venv: the project venv; git: dvc and the lineage record commits; libgl1, libglib:
-# OpenCV's runtime; postgresql-15: the stack's database (same base, one download).
-packages=python3,python3-venv,ca-certificates,git,libgl1,libglib2.0-0,postgresql-15,procps
+# python3-venv: the project venv; git: dvc and the lineage record commits (OpenCV is the
+# headless wheel: no GL); postgresql-15: the stack's database (same base, one download).
+packages=python3,python3-venv,ca-certificates,git,postgresql-15,procps
 echo "==> debootstrap bookworm ($MIRROR) into $root"
 debootstrap --variant=minbase --include="$packages" bookworm "$root" "$MIRROR" >/dev/null
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*

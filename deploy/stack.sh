@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The containerised ferops stack (deploy/docker-compose.yml), one command each way:
+#   bash deploy/stack.sh up       # build (cached), start, wait until every part is healthy
+#   bash deploy/stack.sh down     # stop and remove the containers (volumes are kept)
+#   bash deploy/stack.sh build | ps | logs [SERVICE] | wipe (down and delete the volumes)
+# Environment: BASE_IMAGE (default: python:3.11-slim if Docker can pull it, else the local
+# Debian base from deploy/base-image.sh), FEROPS_PROJECT (the checkout mounted into the
+# worker and the service; default this one), MLFLOW_PORT, PREFECT_PORT, PGPORT.
+# Every server listens on 127.0.0.1 only (host networking).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here"
+export FEROPS_PROJECT="${FEROPS_PROJECT:-$(dirname "$here")}"
+WHEELS="${FEROPS_WHEELS:-$HOME/.cache/ferops/wheels}"
+WHEELS_PORT="${FEROPS_WHEELS_PORT:-8765}"
+export WHEELS_URL="http://127.0.0.1:$WHEELS_PORT/"
+PY="${PYTHON:-$FEROPS_PROJECT/.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+BUILD_PINS=(pip==26.3 setuptools==84.2.1 wheel==0.48.0)   # the one sdist in the lock needs them
+
+if command -v docker-compose >/dev/null; then COMPOSE=(docker-compose); else COMPOSE=(docker compose); fi
+compose() { "${COMPOSE[@]}" -p ferops -f "$here/docker-compose.yml" --env-file "$here/.env" "$@"; }
+
+ensure_env() {
+  # Secrets live in deploy/.env (git-ignored): random ones on first use, never a default.
+  if [ ! -f "$here/.env" ]; then
+    umask 077
+    printf 'POSTGRES_PASSWORD=%s\nFEROPS_API_KEY=\n' "$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')" > "$here/.env"
+    echo "==> wrote $here/.env (POSTGRES_PASSWORD random; set FEROPS_API_KEY to require a key)"
+  fi
+}
+
+pick_base() {
+  if [ -z "${BASE_IMAGE:-}" ]; then
+    if docker image inspect python:3.11-slim >/dev/null 2>&1 || timeout 20 docker pull -q python:3.11-slim >/dev/null 2>&1; then
+      BASE_IMAGE=python:3.11-slim
+    else
+      BASE_IMAGE=ferops-base:bookworm
+      bash "$here/base-image.sh" "$BASE_IMAGE"
+    fi
+  fi
+  export BASE_IMAGE
+  echo "==> base image $BASE_IMAGE"
+}
+
+build() {
+  ensure_env
+  pick_base
+  mkdir -p "$WHEELS"
+  echo "==> pinned wheels in $WHEELS (pip download; cached)"
+  "$PY" -m pip download --quiet --disable-pip-version-check -d "$WHEELS" \
+    -r "$FEROPS_PROJECT/requirements.lock" -r "$here/requirements-stack.txt" "${BUILD_PINS[@]}" \
+    2> >(grep -v "is ignored: it is neither" >&2)
+  # The build fetches them from 127.0.0.1 only (host network): no index credentials inside.
+  "$PY" -m http.server "$WHEELS_PORT" --bind 127.0.0.1 --directory "$WHEELS" >/dev/null 2>&1 &
+  local server=$!
+  trap 'kill $server 2>/dev/null || true' RETURN
+  local t0=$SECONDS
+  compose build postgres mlflow
+  echo "==> images built in $((SECONDS - t0)) s"
+}
+
+wait_healthy() {
+  local t0=$SECONDS deadline=$((SECONDS + ${FEROPS_STACK_TIMEOUT:-300}))
+  for svc in postgres mlflow prefect-server; do
+    until [ "$(docker inspect -f '{{.State.Health.Status}}' "$(compose ps -q "$svc")" 2>/dev/null)" = healthy ]; do
+      [ $SECONDS -lt $deadline ] || { echo "error: $svc is not healthy; bash deploy/stack.sh logs $svc" >&2; exit 1; }
+      sleep 2
+    done
+  done
+  echo "==> postgres, mlflow, prefect-server healthy after $((SECONDS - t0)) s"
+}
+
+case "${1:-}" in
+  build) build ;;
+  up)
+    build
+    t0=$SECONDS
+    compose up -d
+    wait_healthy
+    echo "==> stack up in $((SECONDS - t0)) s:"
+    echo "    MLflow  http://127.0.0.1:${MLFLOW_PORT:-5000}   Prefect http://127.0.0.1:${PREFECT_PORT:-4200}"
+    echo "    service http://127.0.0.1:3000 (/readyz once a champion exists)"
+    ;;
+  down) ensure_env; compose down --remove-orphans ;;
+  wipe) ensure_env; compose down --remove-orphans --volumes ;;
+  ps) ensure_env; compose ps ;;
+  logs) ensure_env; shift; compose logs --no-color --tail=200 "$@" ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
+esac
