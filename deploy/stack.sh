@@ -25,8 +25,9 @@ ensure_env() {
   # Secrets live in deploy/.env (git-ignored): random ones on first use, never a default.
   if [ ! -f "$here/.env" ]; then
     umask 077
-    printf 'POSTGRES_PASSWORD=%s\nFEROPS_API_KEY=\n' "$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')" > "$here/.env"
-    echo "==> wrote $here/.env (POSTGRES_PASSWORD random; set FEROPS_API_KEY to require a key)"
+    token() { "$PY" -c 'import secrets; print(secrets.token_urlsafe(24))'; }
+    printf 'POSTGRES_PASSWORD=%s\nFEROPS_API_KEY=%s\n' "$(token)" "$(token)" > "$here/.env"
+    echo "==> wrote $here/.env (random POSTGRES_PASSWORD and FEROPS_API_KEY, the service's key)"
   fi
 }
 
@@ -69,6 +70,13 @@ wait_healthy() {
     done
   done
   echo "==> postgres, mlflow, prefect-server healthy after $((SECONDS - t0)) s"
+  # The worker registers the deployments of deploy/prefect.yaml when it starts.
+  local url="http://127.0.0.1:${PREFECT_PORT:-4200}/api/deployments/name/ferops-retrain/retrain"
+  until "$PY" -c "import urllib.request as u; u.urlopen('$url', timeout=5)" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || { echo "error: no deployments; bash deploy/stack.sh logs prefect-worker" >&2; exit 1; }
+    sleep 2
+  done
+  echo "==> deployments registered by the worker after $((SECONDS - t0)) s"
 }
 
 case "${1:-}" in

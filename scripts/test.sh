@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/env.sh
+case " $* " in   # tests/stack runs the containerised stack: it needs a Docker engine
+  *"not slow"*|*"not stack"*) ;;
+  *) bash scripts/docker-engine.sh ;;
+esac
 source .venv/bin/activate
 ruff check src tests benchmarks pipelines serving
 python -m pytest "$@"

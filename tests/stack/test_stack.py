@@ -1,0 +1,178 @@
+"""The containerised stack, started with the README's command (`bash deploy/stack.sh up`), on
+a temporary copy of the project: PostgreSQL, MLflow, the Prefect server and worker, the
+service, all on 127.0.0.1 (host networking). The operator's loop end to end: a first model
+from the retrain deployment, then labeled faces in the drop folder -> the watcher deployment
+(scheduled by the Prefect server, run by the worker) -> `dvc repro` in the worker -> a new
+MLflow version on PostgreSQL -> the gate -> the service container answers with it, while a
+light /classify load sees no failed request.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from tests.conftest import PROJECT
+from tests.factories import copy_checkout, write_params
+from tests.pipelines.conftest import add_faces
+
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
+SERVICE = "http://127.0.0.1:3000"
+PREFECT_API = "http://127.0.0.1:4200/api"
+MLFLOW = "http://127.0.0.1:5000"
+MODEL = "ferops-emotion"
+
+
+def git(args: list[str], cwd: Path) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                   check=True, capture_output=True)
+
+
+def stack(proj: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(proj / "deploy/stack.sh"), *args], cwd=proj,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("stack") / "ferops"
+    copy_checkout(PROJECT, dest)
+    # A weak first model (1 epoch, 300 images), so the second one (more epochs) beats it.
+    write_params(dest, train={"profile": "demo", "epochs": 1, "max_train_images": 300},
+                 registry={"floor": 0.0},
+                 pipelines={"min_new_faces": 4, "push_data": False})
+    git(["init", "-q"], dest)
+    git(["add", "-A"], dest)
+    git(["commit", "-qm", "stack test"], dest)
+    from pipelines.common import dvc_cmd, project_env
+    subprocess.run(dvc_cmd("pull", "-q", "data.dvc"), cwd=dest, env=project_env(dest),
+                   check=True, capture_output=True)
+    up = stack(dest, "up")
+    try:
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        yield dest
+    finally:
+        (dest / "stack.log").write_text(stack(dest, "logs").stdout)
+        stack(dest, "wipe", timeout=300)
+
+
+@pytest.fixture(scope="module")
+def headers(proj: Path) -> dict:
+    env = dict(line.split("=", 1) for line in (proj / "deploy/.env").read_text().split())
+    return {"Authorization": f"Bearer {env['FEROPS_API_KEY']}"}
+
+
+@pytest.fixture(autouse=True)
+def prefect_client_env(monkeypatch):
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", MLFLOW)
+
+
+def info(headers: dict) -> dict:
+    r = requests.post(f"{SERVICE}/info", json={}, headers=headers, timeout=10)
+    return r.json() if r.ok else {}
+
+
+def mlflow_state() -> tuple[list[str], str | None]:
+    from ferops import registry
+    client = registry.connect(MLFLOW)
+    versions = sorted(str(v.version) for v in client.search_model_versions(f"name='{MODEL}'"))
+    return versions, registry.alias_version(client, MODEL, "champion")
+
+
+def postgres_rows(sql: str) -> list[str]:
+    """Query MLflow's backend store inside the PostgreSQL container."""
+    out = subprocess.run(
+        ["docker", "exec", "ferops_postgres_1", "bash", "-c",
+         'PGPASSWORD="$POSTGRES_PASSWORD" /usr/lib/postgresql/15/bin/psql -h 127.0.0.1 '
+         f'-U ferops -d mlflow -Atc "{sql}"'], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Load(threading.Thread):
+    """A light /classify load (about 10 requests/s) that counts every failure."""
+
+    def __init__(self, headers: dict) -> None:
+        super().__init__(daemon=True)
+        crop = np.random.default_rng(0).integers(0, 256, (48, 48)).tolist()
+        self.body, self.headers = {"crops": [crop]}, headers
+        self.ok, self.failed, self.versions = 0, [], set()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with requests.Session() as s:
+            while not self.stop.is_set():
+                try:
+                    r = s.post(f"{SERVICE}/classify", json=self.body, headers=self.headers,
+                               timeout=10)
+                    if r.status_code == 200:
+                        self.ok += 1
+                        answers = r.json()
+                        answers = answers.get("results", answers) if isinstance(
+                            answers, dict) else answers
+                        self.versions.add(answers[0].get("model_version"))
+                    else:
+                        self.failed.append(f"{r.status_code} {r.text[:200]}")
+                except requests.RequestException as exc:
+                    self.failed.append(repr(exc))
+                time.sleep(0.1)
+
+
+@pytest.mark.timeout(2400)
+def test_the_operator_loop_through_the_containers(proj: Path, headers: dict):
+    from prefect.deployments import run_deployment
+    t0 = time.monotonic()
+    first = run_deployment("ferops-retrain/retrain", timeout=1200,
+                           parameters={"project_dir": "/opt/ferops", "trigger": "manual"})
+    assert first.state.is_completed(), first.state.message
+    wait_for(lambda: info(headers).get("model_version") == "1", 120, "the service on v1")
+    assert mlflow_state() == (["1"], "1")
+    assert postgres_rows("select version from model_versions") == ["1"]  # MLflow on PostgreSQL
+    first_s = time.monotonic() - t0
+
+    # A much stronger second model (the demo recipe, ~75 %), started by new labeled faces
+    # through the watcher deployment.
+    write_params(proj, train={"profile": "demo", "epochs": 20, "max_train_images": 0},
+                 registry={"floor": 0.0}, pipelines={"min_new_faces": 4, "push_data": False})
+    load = Load(headers)
+    load.start()
+    t1 = time.monotonic()
+    add_faces(proj, "happy", 3, seed=21)
+    add_faces(proj, "sad", 2, seed=22)
+    wait_for(lambda: info(headers).get("model_version") == "2", 900, "the service on v2",
+             every=5)
+    loop_s = time.monotonic() - t1
+    time.sleep(3)
+    load.stop.set()
+    load.join(30)
+
+    assert not load.failed, load.failed[:5]
+    assert load.ok > 50 and load.versions == {"1", "2"}   # served through the switch
+    assert mlflow_state() == (["1", "2"], "2")
+    assert sorted(postgres_rows("select version from model_versions")) == ["1", "2"]
+    from prefect.client.orchestration import get_client
+    with get_client(sync_client=True) as client:
+        dep = client.read_deployment_by_name("ferops-retrain/retrain")
+        runs = client.request("POST", "/flow_runs/filter", json={
+            "deployments": {"id": {"any_": [str(dep.id)]}}, "sort": "START_TIME_ASC",
+            "limit": 10, "offset": 0}).json()
+    ran = [r for r in runs if r["state_type"] != "SCHEDULED"]  # not the cron's future runs
+    assert [r["parameters"].get("trigger") for r in ran] == ["manual", "new-data"]
+    assert all(r["state_type"] == "COMPLETED" for r in ran)
+    print(f"\nstack loop: first model {first_s:.0f} s, faces -> service on v2 {loop_s:.0f} s, "
+          f"{load.ok} /classify answered, 0 failed")
