@@ -40,6 +40,7 @@ from benchmarks._common import PROJECT, write_result  # noqa: E402
 # Server configurations measured one after the other in one run (serving: keys overridden).
 CONFIGS = {
     "eager": {},
+    "eager-1thread": {"model_threads": 1},   # TF on one core; the event loop keeps the other
     "eager-2workers": {"workers": 2, "model_threads": 1},
 }
 TARGETS = {"served_over_inprocess": 0.5, "p99_ms_at_200rps": 50, "analyze_rps": 30,

@@ -1,10 +1,12 @@
 """The containerised stack, started with the README's command (`bash deploy/stack.sh up`), on
-a temporary copy of the project: PostgreSQL, MLflow, the Prefect server and worker, the
-service, all on 127.0.0.1 (host networking). The operator's loop end to end: a first model
+a temporary copy of the project (the tests run in file order and share the stack):
+PostgreSQL, MLflow, the Prefect server and worker, the service, all on 127.0.0.1 (host
+networking). The operator's loop end to end: a first model
 from the retrain deployment, then labeled faces in the drop folder -> the watcher deployment
 (scheduled by the Prefect server, run by the worker) -> `dvc repro` in the worker -> a new
 MLflow version on PostgreSQL -> the gate -> the service container answers with it, while a
-light /classify load sees no failed request.
+light /classify load sees no failed request. Then faults: MLflow down while the service
+runs, PostgreSQL restarted, MLflow stopped while the worker trains.
 """
 
 from __future__ import annotations
@@ -69,9 +71,15 @@ def headers(proj: Path) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def prefect_client_env(monkeypatch):
+def stack_clients(monkeypatch):
+    """Prefect and MLflow clients of this process talk to the stack. A settings context, not
+    only the variable: in a whole-suite run the pipelines tests' temporary Prefect server
+    (a session fixture) is the active setting, and it has deployments of the same names."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", MLFLOW)
+    with temporary_settings({PREFECT_API_URL: PREFECT_API}):
+        yield
 
 
 def info(headers: dict) -> dict:
@@ -86,10 +94,30 @@ def mlflow_state() -> tuple[list[str], str | None]:
     return versions, registry.alias_version(client, MODEL, "champion")
 
 
+def container(service: str) -> str:
+    """The id of a stack service's container (compose v1 and v2 name them differently)."""
+    out = subprocess.run(["docker", "ps", "-aq", "--filter",
+                          "label=com.docker.compose.project=ferops", "--filter",
+                          f"label=com.docker.compose.service={service}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert len(out) == 1, f"{service}: {out}"
+    return out[0]
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def healthy(service: str) -> bool:
+    return docker("inspect", "-f", "{{.State.Health.Status}}",
+                  container(service)).strip() == "healthy"
+
+
 def postgres_rows(sql: str) -> list[str]:
     """Query MLflow's backend store inside the PostgreSQL container."""
     out = subprocess.run(
-        ["docker", "exec", "ferops_postgres_1", "bash", "-c",
+        ["docker", "exec", container("postgres"), "bash", "-c",
          'PGPASSWORD="$POSTGRES_PASSWORD" /usr/lib/postgresql/15/bin/psql -h 127.0.0.1 '
          f'-U ferops -d mlflow -Atc "{sql}"'], capture_output=True, text=True, check=True)
     return out.stdout.split()
@@ -176,3 +204,89 @@ def test_the_operator_loop_through_the_containers(proj: Path, headers: dict):
     assert all(r["state_type"] == "COMPLETED" for r in ran)
     print(f"\nstack loop: first model {first_s:.0f} s, faces -> service on v2 {loop_s:.0f} s, "
           f"{load.ok} /classify answered, 0 failed")
+
+
+def classify_ok(headers: dict) -> bool:
+    body = {"crops": [np.zeros((48, 48), int).tolist()]}
+    try:
+        return requests.post(f"{SERVICE}/classify", json=body, headers=headers,
+                             timeout=10).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_the_service_keeps_serving_the_champion_while_mlflow_is_down(proj: Path,
+                                                                       headers: dict):
+    docker("stop", container("mlflow"))
+    try:
+        assert all(classify_ok(headers) for _ in range(20))
+        assert requests.get(f"{SERVICE}/readyz", timeout=10).status_code == 200
+        assert info(headers)["model_version"] == "2"
+    finally:
+        docker("start", container("mlflow"))
+    wait_for(lambda: healthy("mlflow"), 120, "MLflow healthy again")
+    assert mlflow_state() == (["1", "2"], "2")
+
+
+def test_mlflow_and_prefect_recover_from_a_postgres_restart(proj: Path, headers: dict):
+    docker("restart", container("postgres"))
+    wait_for(lambda: healthy("postgres"), 120, "PostgreSQL healthy again")
+
+    def mlflow_back():
+        try:
+            return mlflow_state() == (["1", "2"], "2")
+        except Exception:
+            return False
+
+    def prefect_back():
+        from prefect.client.orchestration import get_client
+        try:
+            with get_client(sync_client=True) as client:
+                return client.read_deployment_by_name("ferops-retrain/retrain") is not None
+        except Exception:
+            return False
+
+    wait_for(mlflow_back, 120, "MLflow answering from PostgreSQL again")   # no manual step
+    wait_for(prefect_back, 120, "the Prefect server answering again")
+    assert classify_ok(headers)
+
+
+@pytest.mark.timeout(1800)
+def test_mlflow_stopped_mid_run_fails_the_run_clearly_and_changes_no_alias(proj: Path,
+                                                                            headers: dict):
+    """MLflow goes away while the worker trains: the register step retries, then the run
+    fails with one clear error; no version is half-registered and no alias moves."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    write_params(proj, train={"profile": "demo", "epochs": 6, "max_train_images": 600},
+                 registry={"floor": 0.0}, pipelines={"min_new_faces": 4, "push_data": False})
+    run = run_deployment("ferops-retrain/retrain", timeout=0, parameters={
+        "project_dir": "/opt/ferops", "trigger": "manual", "mlflow_retries": 1,
+        "mlflow_retry_delay_s": 2.0})
+
+    def training():
+        # This run's own log lines on the Prefect server (the worker streams them there).
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(run.id).state
+            logs = client.request("POST", "/logs/filter", json={
+                "logs": {"flow_run_id": {"any_": [str(run.id)]}},
+                "sort": "TIMESTAMP_DESC", "limit": 200, "offset": 0}).json()
+        assert state is None or not state.is_final(), f"ended before training: {state}"
+        return any("Epoch 2/6" in line["message"] for line in logs)
+
+    wait_for(training, 600, "the worker training", every=2)
+    docker("stop", container("mlflow"))
+    try:
+        def final():
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(run.id).state
+            return state if state is not None and state.is_final() else None
+
+        state = wait_for(final, 900, "the retraining run to end", every=5)
+    finally:
+        docker("start", container("mlflow"))
+    assert state.is_failed(), state
+    assert "MLflow at http://127.0.0.1:5000" in (state.message or ""), state.message
+    wait_for(lambda: healthy("mlflow"), 120, "MLflow healthy again")
+    assert mlflow_state() == (["1", "2"], "2")          # nothing registered, no alias moved
+    assert info(headers)["model_version"] == "2"
