@@ -10,6 +10,7 @@ Needs a Prefect API (`prefect server start`, PREFECT_API_URL); scripts/stack.sh 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from prefect import serve
@@ -21,6 +22,7 @@ from pipelines.common import project_params, resolve_project
 from pipelines.monitor import monitor_drift
 from pipelines.retrain import retrain_flow
 from pipelines.watch import watch_new_data
+from pipelines.zombies import ensure as crash_zombie_runs
 
 MONITOR_INTERVAL_S = 600   # a drift window of hundreds of predictions fills in minutes, not seconds
 
@@ -57,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project-dir", default=".")
     parser.add_argument("--monitor-interval", type=int, default=MONITOR_INTERVAL_S)
     args = parser.parse_args(argv)
-    serve(*build_deployments(resolve_project(args.project_dir), args.monitor_interval))
+    root = resolve_project(args.project_dir)
+    heartbeat_s = project_params(root).pipelines.heartbeat_s
+    # The flow runs are subprocesses of this one and read the frequency from the environment.
+    os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(heartbeat_s)
+    crash_zombie_runs(heartbeat_s)
+    serve(*build_deployments(root, args.monitor_interval))
     return 0
 
 

@@ -307,6 +307,7 @@ class PipelinesConfig(Section):
     drift_action: Literal["alert", "retrain"]
     push_data: bool
     rejected_folder: str = Field(min_length=1)
+    heartbeat_s: int = Field(ge=30)   # Prefect refuses flow-run heartbeats under 30 s
 
 
 class Params(Section):

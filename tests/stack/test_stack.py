@@ -290,3 +290,61 @@ def test_mlflow_stopped_mid_run_fails_the_run_clearly_and_changes_no_alias(proj:
     wait_for(lambda: healthy("mlflow"), 120, "MLflow healthy again")
     assert mlflow_state() == (["1", "2"], "2")          # nothing registered, no alias moved
     assert info(headers)["model_version"] == "2"
+
+
+def flow_run_state(run_id):
+    from prefect.client.orchestration import get_client
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id).state
+
+
+def flow_run_logs(run_id) -> list[str]:
+    """A flow run's log lines on the Prefect server (the worker streams them there)."""
+    from prefect.client.orchestration import get_client
+    lines: list[str] = []
+    with get_client(sync_client=True) as client:
+        while page := client.request("POST", "/logs/filter", json={
+                "logs": {"flow_run_id": {"any_": [str(run_id)]}},
+                "sort": "TIMESTAMP_ASC", "limit": 200, "offset": len(lines)}).json():
+            lines += [line["message"] for line in page]
+    return lines
+
+
+@pytest.mark.timeout(1800)
+def test_a_worker_killed_mid_training_is_crashed_and_the_next_run_resumes(proj: Path,
+                                                                           headers: dict):
+    """SIGKILL to the worker container while it trains: the server marks the orphaned run
+    Crashed when its heartbeats stop (pipelines/zombies.py), which frees the retrain
+    deployment's slot; the next run resumes training from the checkpoint."""
+    import json
+
+    from prefect.deployments import run_deployment
+    write_params(proj, train={"profile": "demo", "epochs": 8, "max_train_images": 600,
+                              "checkpoint_every": 0},
+                 registry={"floor": 0.0}, pipelines={"min_new_faces": 4, "push_data": False})
+    resume = proj / "artifacts/work/resume/resume.json"   # the worker's checkout is proj
+    params = {"project_dir": "/opt/ferops", "trigger": "manual"}
+    killed = run_deployment("ferops-retrain/retrain", timeout=0, parameters=params)
+
+    def checkpointed() -> bool:
+        state = flow_run_state(killed.id)
+        assert state is None or not state.is_final(), f"ended before the kill: {state}"
+        return resume.exists() and json.loads(resume.read_text())["next_epoch"] >= 2
+
+    wait_for(checkpointed, 600, "a checkpoint of epoch 2", every=1)
+    docker("kill", container("prefect-worker"))          # SIGKILL, the flow run's process too
+    next_epoch = json.loads(resume.read_text())["next_epoch"]
+    docker("start", container("prefect-worker"))
+    state = wait_for(lambda: (s := flow_run_state(killed.id)) is not None and s.is_final()
+                     and s, 600, "the killed run marked final", every=5)
+    assert state.is_crashed(), state
+    assert "No heartbeat" in (state.message or ""), state.message
+
+    again = run_deployment("ferops-retrain/retrain", timeout=1500, parameters=params)
+    assert again.state.is_completed(), again.state.message
+    logs = "\n".join(flow_run_logs(again.id))
+    assert f"resuming from artifacts/work/resume at epoch {next_epoch + 1}" in logs
+    assert not resume.exists()                           # a finished run clears its checkpoint
+    versions, champion = mlflow_state()
+    assert versions == ["1", "2", "3"] and champion in {"2", "3"}
+    assert info(headers)["model_version"] == champion

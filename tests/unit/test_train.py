@@ -118,10 +118,16 @@ def test_float32_copy_keeps_the_weights_and_predictions():
 
 
 def test_precision_choice_on_this_machine():
+    """Right on a CPU machine and on the GPU profile's own target machine alike."""
+    import tensorflow as tf
+
     from ferops.training.train import cpu_has_bf16, pick_precision
     assert pick_precision("off") == "float32"
-    assert pick_precision("on") == "mixed_bfloat16"  # no GPU here
-    assert pick_precision("auto") == ("mixed_bfloat16" if cpu_has_bf16() else "float32")
+    if tf.config.list_physical_devices("GPU"):
+        assert pick_precision("on") == pick_precision("auto") == "mixed_float16"
+    else:
+        assert pick_precision("on") == "mixed_bfloat16"
+        assert pick_precision("auto") == ("mixed_bfloat16" if cpu_has_bf16() else "float32")
 
 
 MIRRORED = """
