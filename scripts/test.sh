@@ -8,6 +8,10 @@ case " $* " in   # tests/stack runs the containerised stack: it needs a Docker e
   *"not slow"*|*"not stack"*) ;;
   *) bash scripts/docker-engine.sh ;;
 esac
+case " $* " in   # the browser tests drive Debian's Chromium through Playwright
+  *"not slow"*) ;;
+  *) bash scripts/browser.sh ;;
+esac
 source .venv/bin/activate
 ruff check src tests benchmarks pipelines serving
 python -m pytest "$@"

@@ -14,7 +14,9 @@ import os
 # Probes stay open so an orchestrator can check the service without the key. /metrics is
 # not among them: it tells traffic and model figures, so Prometheus sends the key (README).
 OPEN_PATHS = ("/livez", "/readyz", "/healthz")
-MODEL_PATHS = ("/classify", "/analyze")
+# The browser client's static files hold no data: the page asks for the key itself.
+OPEN_PREFIXES = ("/ui/",)
+MODEL_PATHS = ("/classify", "/analyze", "/label")
 # BentoML's own endpoints without inputs: it logs a whole traceback for a malformed body, so
 # the guard refuses those bodies first (one short line at most, like every other refusal).
 NO_INPUT_PATHS = ("/info", "/reload")
@@ -76,7 +78,7 @@ class Guard:
 
     def check(self, scope, path: str) -> tuple[int, dict] | None:
         """The refusal for this request before its body is read, if any."""
-        if self.api_key and path not in OPEN_PATHS and not self._authorised(scope):
+        if self.api_key and not _open(path) and not self._authorised(scope):
             return 401, {"error": f"missing or wrong API key: send 'Authorization: Bearer "
                                   f"<key>' (the server's ${self.api_key_env})"}
         if self.slot.predictor is None and (path == "/readyz" or path in MODEL_PATHS):
@@ -138,6 +140,10 @@ class Guard:
         start, content = _json(status, body, extra)
         await send(start)
         await send(content)
+
+
+def _open(path: str) -> bool:
+    return path in OPEN_PATHS or path == "/ui" or path.startswith(OPEN_PREFIXES)
 
 
 def _empty_object(body: bytes) -> bool:

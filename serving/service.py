@@ -10,7 +10,10 @@ Endpoints (POST):
                 -> every face with box and prediction
     /info       {} -> model version, classes, metrics, training date, data version
     /reload     {} -> load a newly promoted champion now (the service also polls for one)
+    /label      ?label=<class>&face=<i>&consent=yes, a frame as for /analyze -> the 48x48 crop
+                of face i stored in the drop folder (off unless serving.labeling)
     GET /readyz -> 200 once a champion is loaded, else 503 with the reason
+    GET /ui     the browser client (serving/ui/: live camera, labeling, mood timeline)
 
 /classify and /analyze read their bodies themselves (serving/inputs.py says why), in memory
 and off the event loop; they are BentoML's documented FastAPI class views, so they appear in
@@ -38,11 +41,14 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from ferops.config import load_params
+from ferops.dropfolder import save_crop
 from ferops.errors import DataError
 from ferops.inference import StatsRecorder, locate_faces
+from serving import webui
 from serving.batcher import EagerBatcher, OverloadedError
 from serving.guard import Guard, read_api_key
 from serving.inputs import InputError, error_body, parse_crops, read_upload
+from serving.ratelimit import TokenBucket
 from serving.slot import ModelSlot, ReloadSignal
 
 log = logging.getLogger("ferops.serving")
@@ -82,6 +88,12 @@ ANALYZE_DOC = {"requestBody": {"required": True, "content": {
         "image": {"type": "string", "format": "binary", "description": "JPEG or PNG photo"}}}},
     "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
     "image/png": {"schema": {"type": "string", "format": "binary"}}}}}
+LABEL_DOC = {"parameters": [
+    {"name": "label", "in": "query", "required": True, "schema": {"type": "string"}},
+    {"name": "face", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+    {"name": "consent", "in": "query", "required": True,
+     "schema": {"type": "string", "enum": ["yes"]}}], **ANALYZE_DOC}
+UI_FILES = webui.load_files() if CFG.ui else {}
 
 
 def _error(status: int, message: str, endpoint: str = "") -> Response:
@@ -120,6 +132,7 @@ class EmotionService:
         self.decode_pool = concurrent.futures.ThreadPoolExecutor(
             CFG.analyze_threads, thread_name_prefix="ferops-decode")
         self.analyzing = 0  # /analyze requests decoding or waiting to (event-loop only)
+        self.label_bucket = TokenBucket(CFG.label_per_minute, burst=min(CFG.label_per_minute, 5))
         self.slot.refresh()
         # TensorFlow and Keras leave millions of long-lived objects; a full GC pass over them
         # stalled requests for ~0.4 s now and then. Freezing moves them out of the collector.
@@ -191,6 +204,32 @@ class EmotionService:
                       "faces": [{"box": [b.x, b.y, b.w, b.h], **a} for (b, _), a in
                                 zip(found.faces, answers, strict=True)]})
 
+    @app.post("/label", openapi_extra=LABEL_DOC, response_model=None,
+              summary="Label one face of a frame: its 48x48 crop joins the drop folder")
+    async def label(self, request: Request) -> Response:
+        """Off unless serving.labeling; stores the crop the model sees, never the frame."""
+        refusal = _label_refusal(request.query_params, self.slot.predictor.classes)
+        if refusal:
+            return _error(*refusal, "label")
+        wait = self.label_bucket.take()
+        if wait:
+            return _error(429, f"at most {CFG.label_per_minute} labels a minute "
+                               f"(serving.label_per_minute); retry in {wait:.0f} s", "label")
+        label, face = request.query_params["label"], int(request.query_params.get("face", 0))
+        try:
+            found = await self._off_loop(self.decode_pool, _locate, await request.body(),
+                                         request.headers.get("content-type"))
+        except InputError as exc:
+            return _error(exc.status, exc.message, "label")
+        if face >= len(found.faces):
+            return _error(422, f"no face {face} in this frame: it has {len(found.faces)}",
+                          "label")
+        box, crop = found.faces[face]
+        path = await self._off_loop(self.parse_pool, save_crop, crop, label, CFG.label_folder)
+        log.info("labeled a face as %s: %s", label, path.name)
+        return _json({"saved": f"{label}/{path.name}", "label": label,
+                      "box": [box.x, box.y, box.w, box.h]})
+
     @bentoml.api
     def info(self) -> dict:
         """What is being served: version, classes, metrics, training date, data version."""
@@ -206,7 +245,8 @@ class EmotionService:
                    "batches_here": self.batcher.batches, "crops_here": self.batcher.items,
                    "auth": bool(API_KEY)}
         return {"ready": True, **predictor.info, "limits": limits,
-                "record_stats": bool(self.stats), "runtime": runtime}
+                "record_stats": bool(self.stats), "labeling": CFG.labeling,
+                "runtime": runtime}
 
     @bentoml.api
     def reload(self) -> dict:
@@ -224,6 +264,33 @@ class EmotionService:
             # Answer once every worker serves this model (loading one takes seconds).
             answer["workers_on_this_model"] = self.signal.wait_all(tag, 60)
         return answer
+
+
+def _label_refusal(query, classes: list[str]) -> tuple[int, str] | None:
+    """Why a /label request is refused before its body is looked at, if it is."""
+    if not CFG.labeling:
+        return 403, "labeling is switched off on this server (serving.labeling: false)"
+    if query.get("consent") != "yes":
+        return 400, ("labeling stores a face crop: send consent=yes once the person in view "
+                     "has agreed")
+    if query.get("label") not in classes:
+        return 422, f"label must be one of {', '.join(classes)}"
+    face = query.get("face", "0")
+    if not (face.isdigit() and len(face) <= 3):
+        return 422, "face must be the index of a face in the frame (0: the largest)"
+    return None
+
+
+if CFG.ui:
+    @app.get("/ui", include_in_schema=False)
+    async def ui_page() -> Response:
+        return webui.page_response(UI_FILES, "")
+
+    @app.get("/ui/{name}", include_in_schema=False)
+    async def ui_file(name: str) -> Response:
+        if name not in UI_FILES:
+            return _error(404, "no such file")
+        return webui.page_response(UI_FILES, name)
 
 
 def _route_logs_to_bentoml() -> None:

@@ -283,6 +283,10 @@ class ServingConfig(Section):
     abstain_below: Fraction | None
     record_stats: bool
     stats_path: str
+    ui: bool
+    labeling: bool
+    label_folder: str = Field(min_length=1)
+    label_per_minute: PosInt
 
 
 class CameraConfig(Section):

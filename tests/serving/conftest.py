@@ -77,8 +77,8 @@ def served(tmp_path_factory) -> dict:
 class Server:
     """`bentoml serve serving.service:EmotionService` on a free 127.0.0.1 port."""
 
-    def __init__(self, env: dict, log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict, log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.proc = subprocess.Popen(

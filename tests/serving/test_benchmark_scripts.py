@@ -46,3 +46,14 @@ def test_serving_benchmark_measures_in_process_and_served(bench_env: dict, tmp_p
     assert [r["concurrency"] for r in result["classify_closed_loop"]] == [1, 8, 32, 64]
     assert all(r["requests"] > 0 for r in result["classify_closed_loop"])
     assert result["classify_200rps"]["runs"] and result["served_over_inprocess"] > 0
+
+
+def test_browser_benchmark_measures_frames_and_cpu(bench_env: dict, tmp_path: Path):
+    out = tmp_path / "results"
+    bench("browser.py", ["--seconds", "3", "--clients", "1", "--port", str(free_port()),
+                         "--out", "browser-smoke"], out, bench_env, timeout=600)
+    result = json.loads((out / "browser-smoke.json").read_text())
+    [run] = result["runs"]
+    assert run["clients"] == 1 and run["fps_per_client"][0] > 0 and run["errors"] == 0
+    assert run["server_cpu_cores"] > 0 and run["server_cpu_ms_per_frame"] > 0
+    assert (out / "browser-smoke.png").stat().st_size > 10_000

@@ -1,0 +1,210 @@
+"""The browser client (/ui) in a real Chromium against a real `bentoml serve` on 127.0.0.1.
+
+Chromium comes from Debian's package (scripts/browser.sh installs it); Playwright drives it
+through the system executable. The camera is Chromium's fake device playing a y4m video made
+here from scikit-image's astronaut photo (one real face).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from benchmarks.browser import chromium_args, face_video
+from PIL import Image
+
+from tests.factories import write_params
+from tests.serving.conftest import LIMITS, Server
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return face_video(tmp_path_factory.mktemp("video") / "face.y4m")
+
+
+@pytest.fixture(scope="module")
+def browser(video: Path):
+    from playwright.sync_api import sync_playwright
+    assert CHROMIUM, "Chromium is missing: bash scripts/browser.sh installs it"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(video))
+        yield b
+        b.close()
+
+
+def start(env: dict, root: Path, port: int | None = None) -> Server:
+    srv = Server(env, root / f"serve-{time.monotonic_ns()}.log", port)
+    srv.wait_live()
+    wait_ready(srv.url)
+    return srv
+
+
+def wait_ready(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/readyz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("service not ready")
+
+
+@pytest.fixture(scope="module")
+def labeling(served: dict, tmp_path_factory) -> dict:
+    """A server with labeling on (its own params, drop folder and BentoML home)."""
+    root = tmp_path_factory.mktemp("ui")
+    drop = root / "incoming"
+    params = write_params(root, "params_ui.yaml", train={"profile": "demo"},
+                          serving={**LIMITS, "labeling": True, "label_folder": str(drop),
+                                   "label_per_minute": 30})
+    shutil.copytree(served["env"]["BENTOML_HOME"], root / "bentoml")
+    env = {**served["env"], "FEROPS_PARAMS": str(params), "BENTOML_HOME": str(root / "bentoml")}
+    srv = start(env, root)
+    try:
+        yield {"server": srv, "drop": drop, "env": env, "root": root}
+    finally:
+        srv.stop()
+
+
+def classes(url: str) -> list[str]:
+    return requests.post(url + "/info", json={}, timeout=30).json()["classes"]
+
+
+def open_live(browser, url: str):
+    page = browser.new_page()
+    page.goto(url + "/ui?autostart=1")
+    faces = page.locator("#faces li.face").first
+    faces.wait_for(timeout=20_000)
+    return page
+
+
+def stats(page) -> dict:
+    return page.evaluate("window.feropsStats")
+
+
+def crops_in(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.png")) if folder.exists() else []
+
+
+def test_page_shows_live_labels_at_10_fps_and_the_model_version(browser, labeling: dict,
+                                                               tmp_path: Path):
+    url = labeling["server"].url
+    names = classes(url)
+    page = open_live(browser, url)
+    text = page.locator("#faces li.face").first.inner_text()
+    assert re.match(rf"({'|'.join(names)}) \d+%", text), text
+    version = requests.post(url + "/info", json={}, timeout=30).json()["model_version"]
+    assert page.locator("#model-version").inner_text().startswith(f"v{version}")
+    first = stats(page)["frames"]
+    time.sleep(5)
+    now = stats(page)
+    assert now["errors"] == 0, now
+    assert (now["frames"] - first) / 5 >= 10, now       # frames analysed per second
+    assert now["fps"] >= 10, now
+    shot = tmp_path / "ui.png"
+    page.screenshot(path=str(shot))
+    assert Image.open(shot).size[0] >= 640
+    page.close()
+
+
+def test_a_labeled_face_with_consent_stores_exactly_one_crop(browser, labeling: dict):
+    url, drop = labeling["server"].url, labeling["drop"]
+    name = classes(url)[0]
+    page = open_live(browser, url)
+    before = crops_in(drop)
+    page.keyboard.press("1")
+    page.locator("#consent").wait_for(state="visible")
+    assert crops_in(drop) == before                     # nothing before the answer
+    page.locator("#consent-yes").click()
+    page.wait_for_function("document.getElementById('label-status').textContent"
+                           ".startsWith('stored as')", timeout=10_000)
+    new = sorted(set(crops_in(drop)) - set(before))
+    assert len(new) == 1 and new[0].parent.name == name, new
+    crop = np.asarray(Image.open(new[0]))
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8 and crop.std() > 5
+    page.close()
+
+
+def test_declined_consent_stores_nothing(browser, labeling: dict):
+    url, drop = labeling["server"].url, labeling["drop"]
+    page = open_live(browser, url)
+    before = crops_in(drop)
+    page.keyboard.press("2")
+    page.locator("#consent-no").click()
+    page.wait_for_function("document.getElementById('label-status').textContent"
+                           ".includes('no consent')", timeout=10_000)
+    time.sleep(1)
+    assert crops_in(drop) == before
+    page.close()
+
+
+def test_labeling_switched_off_stores_nothing(browser, server, served: dict):
+    """The session server runs the default serving.labeling: false."""
+    page = open_live(browser, server.url)
+    page.keyboard.press("1")
+    page.wait_for_function("document.getElementById('label-status').textContent"
+                           ".includes('switched off')", timeout=10_000)
+    assert not page.locator("#consent").is_visible()
+    page.close()
+    r = requests.post(server.url + "/label?label=happy&consent=yes", data=b"x",
+                      headers={"content-type": "image/jpeg"}, timeout=30)
+    assert r.status_code == 403 and "switched off" in r.json()["error"], r.text
+
+
+def test_the_label_endpoint_checks_consent_label_face_and_rate(labeling: dict):
+    from tests.serving.test_service import astronaut_jpeg
+    url, drop = labeling["server"].url, labeling["drop"]
+    before = crops_in(drop)
+    jpeg = astronaut_jpeg()
+    post = lambda query, body=jpeg: requests.post(  # noqa: E731
+        f"{url}/label?{query}", data=body, headers={"content-type": "image/jpeg"}, timeout=30)
+    assert post("label=happy").status_code == 400                       # no consent
+    assert post("label=joy&consent=yes").status_code == 422             # not a class
+    assert post("label=happy&face=-1&consent=yes").status_code == 422
+    assert post("label=happy&face=5&consent=yes").status_code == 422    # no 6th face
+    assert post("label=happy&consent=yes", b"not an image").status_code == 400
+    assert crops_in(drop) == before
+    # The bucket holds 5: a burst of 10 gets at most 5 through (the tests above used some).
+    codes = [post("label=happy&consent=yes").status_code for _ in range(10)]
+    assert codes.count(429) >= 5 and set(codes) <= {200, 429}, codes
+    assert len(crops_in(drop)) - len(before) == codes.count(200)
+
+
+def test_a_photo_is_analysed_without_a_camera(browser, labeling: dict, tmp_path: Path):
+    from tests.serving.test_service import astronaut_jpeg
+    photo = tmp_path / "face.jpg"
+    photo.write_bytes(astronaut_jpeg())
+    page = browser.new_page()
+    page.goto(labeling["server"].url + "/ui")
+    page.locator("#photo").set_input_files(str(photo))
+    page.locator("#faces li.face").first.wait_for(timeout=20_000)
+    assert page.locator("#status").inner_text() == "photo analysed"
+    page.close()
+
+
+def test_the_page_shows_a_service_outage_and_recovers(browser, labeling: dict):
+    """Its own server: stopped while the page streams, restarted on the same port."""
+    env, root = labeling["env"], labeling["root"]
+    srv = start(env, root)
+    try:
+        page = open_live(browser, srv.url)
+        srv.stop()
+        page.wait_for_function("window.feropsStats.state === 'down'", timeout=20_000)
+        assert "unavailable, retrying" in page.locator("#status").inner_text()
+        frames = stats(page)["frames"]
+        srv = start(env, root, srv.port)
+        page.wait_for_function(f"window.feropsStats.frames > {frames + 10}", timeout=60_000)
+        assert stats(page)["state"] == "live"
+        page.close()
+    finally:
+        srv.stop()
