@@ -11,7 +11,7 @@ Endpoints (POST):
     /info       {} -> model version, classes, metrics, training date, data version
     /reload     {} -> load a newly promoted champion now (the service also polls for one)
     /label      ?label=<class>&face=<i>&consent=yes, a frame as for /analyze -> the 48x48 crop
-                of face i stored in the drop folder (off unless serving.labeling)
+                of face i stored in camera.drop_folder (off unless serving.labeling)
     GET /readyz -> 200 once a champion is loaded, else 503 with the reason
     GET /ui     the browser client (serving/ui/: live camera, labeling, mood timeline)
 
@@ -94,6 +94,8 @@ LABEL_DOC = {"parameters": [
     {"name": "consent", "in": "query", "required": True,
      "schema": {"type": "string", "enum": ["yes"]}}], **ANALYZE_DOC}
 UI_FILES = webui.load_files() if CFG.ui else {}
+# Labeled crops join the project's one drop folder, which the watcher screens and ingests.
+DROP_FOLDER = PARAMS.camera.drop_folder
 
 
 def _error(status: int, message: str, endpoint: str = "") -> Response:
@@ -225,7 +227,7 @@ class EmotionService:
             return _error(422, f"no face {face} in this frame: it has {len(found.faces)}",
                           "label")
         box, crop = found.faces[face]
-        path = await self._off_loop(self.parse_pool, save_crop, crop, label, CFG.label_folder)
+        path = await self._off_loop(self.parse_pool, save_crop, crop, label, DROP_FOLDER)
         log.info("labeled a face as %s: %s", label, path.name)
         return _json({"saved": f"{label}/{path.name}", "label": label,
                       "box": [box.x, box.y, box.w, box.h]})

@@ -15,8 +15,9 @@ const state = {
   running: false, stream: null, last: null, lastBlob: null, lastImage: null,
   timeline: [], done: [], backoff: 0, frames: 0, errors: 0, sessionStart: Date.now(),
 };
-// Read by the browser tests and the benchmark (frames analysed, errors, frame rate).
-window.feropsStats = { frames: 0, errors: 0, fps: 0, labeled: 0, state: "connecting" };
+// Read by the browser tests and the benchmark (frames analysed, errors, frame rate, bytes
+// of frames sent).
+window.feropsStats = { frames: 0, errors: 0, fps: 0, labeled: 0, bytes: 0, state: "connecting" };
 
 class ServiceDown extends Error {}
 class NeedsKey extends Error {}
@@ -143,6 +144,7 @@ function accept(result, blob) {
   state.done.push(now);
   while (state.done.length && now - state.done[0] > 2000) state.done.shift();
   window.feropsStats.frames = ++state.frames;
+  window.feropsStats.bytes += blob.size;
   const fps = state.done.length > 1 ? (state.done.length - 1) * 1000 / (now - state.done[0]) : 0;
   window.feropsStats.fps = fps;
   $("fps").textContent = fps.toFixed(1) + " fps";

@@ -285,7 +285,6 @@ class ServingConfig(Section):
     stats_path: str
     ui: bool
     labeling: bool
-    label_folder: str = Field(min_length=1)
     label_per_minute: PosInt
 
 

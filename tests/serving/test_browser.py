@@ -18,6 +18,8 @@ import requests
 from benchmarks.browser import chromium_args, face_video
 from PIL import Image
 
+from ferops.config import load_params
+from ferops.data.sources import read_folder
 from tests.factories import write_params
 from tests.serving.conftest import LIMITS, Server
 
@@ -65,13 +67,13 @@ def labeling(served: dict, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("ui")
     drop = root / "incoming"
     params = write_params(root, "params_ui.yaml", train={"profile": "demo"},
-                          serving={**LIMITS, "labeling": True, "label_folder": str(drop),
-                                   "label_per_minute": 30})
+                          serving={**LIMITS, "labeling": True, "label_per_minute": 30},
+                          camera={"drop_folder": str(drop)})
     shutil.copytree(served["env"]["BENTOML_HOME"], root / "bentoml")
     env = {**served["env"], "FEROPS_PARAMS": str(params), "BENTOML_HOME": str(root / "bentoml")}
     srv = start(env, root)
     try:
-        yield {"server": srv, "drop": drop, "env": env, "root": root}
+        yield {"server": srv, "drop": drop, "env": env, "root": root, "params": params}
     finally:
         srv.stop()
 
@@ -90,6 +92,17 @@ def open_live(browser, url: str):
 
 def stats(page) -> dict:
     return page.evaluate("window.feropsStats")
+
+
+def wait_until(page, expression: str, timeout: float = 20) -> None:
+    """Poll a JavaScript expression from here: the page's Content-Security-Policy (no eval)
+    refuses Playwright's wait_for_function, and rightly so."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if page.evaluate(f"() => Boolean({expression})"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not true within {timeout} s: {expression}")
 
 
 def crops_in(folder: Path) -> list[Path]:
@@ -126,13 +139,18 @@ def test_a_labeled_face_with_consent_stores_exactly_one_crop(browser, labeling: 
     page.locator("#consent").wait_for(state="visible")
     assert crops_in(drop) == before                     # nothing before the answer
     page.locator("#consent-yes").click()
-    page.wait_for_function("document.getElementById('label-status').textContent"
-                           ".startsWith('stored as')", timeout=10_000)
+    wait_until(page, "document.getElementById('label-status').textContent.startsWith('stored as')")
     new = sorted(set(crops_in(drop)) - set(before))
     assert len(new) == 1 and new[0].parent.name == name, new
     crop = np.asarray(Image.open(new[0]))
     assert crop.shape == (48, 48) and crop.dtype == np.uint8 and crop.std() > 5
     page.close()
+    # The next retraining's ingest reads it from the drop folder, under that label.
+    params = load_params(labeling["params"])
+    read = read_folder(drop, params.ingest.catalog["incoming"], params.faces, drop.parent)
+    assert not read.quarantine
+    assert dict(zip(read.origins, read.labels, strict=True))[f"incoming/{name}/{new[0].name}"] \
+        == name
 
 
 def test_declined_consent_stores_nothing(browser, labeling: dict):
@@ -141,8 +159,7 @@ def test_declined_consent_stores_nothing(browser, labeling: dict):
     before = crops_in(drop)
     page.keyboard.press("2")
     page.locator("#consent-no").click()
-    page.wait_for_function("document.getElementById('label-status').textContent"
-                           ".includes('no consent')", timeout=10_000)
+    wait_until(page, "document.getElementById('label-status').textContent.includes('no consent')")
     time.sleep(1)
     assert crops_in(drop) == before
     page.close()
@@ -152,8 +169,7 @@ def test_labeling_switched_off_stores_nothing(browser, server, served: dict):
     """The session server runs the default serving.labeling: false."""
     page = open_live(browser, server.url)
     page.keyboard.press("1")
-    page.wait_for_function("document.getElementById('label-status').textContent"
-                           ".includes('switched off')", timeout=10_000)
+    wait_until(page, "document.getElementById('label-status').textContent.includes('switched off')")
     assert not page.locator("#consent").is_visible()
     page.close()
     r = requests.post(server.url + "/label?label=happy&consent=yes", data=b"x",
@@ -199,11 +215,11 @@ def test_the_page_shows_a_service_outage_and_recovers(browser, labeling: dict):
     try:
         page = open_live(browser, srv.url)
         srv.stop()
-        page.wait_for_function("window.feropsStats.state === 'down'", timeout=20_000)
+        wait_until(page, "window.feropsStats.state === 'down'")
         assert "unavailable, retrying" in page.locator("#status").inner_text()
         frames = stats(page)["frames"]
         srv = start(env, root, srv.port)
-        page.wait_for_function(f"window.feropsStats.frames > {frames + 10}", timeout=60_000)
+        wait_until(page, f"window.feropsStats.frames > {frames + 10}", 60)
         assert stats(page)["state"] == "live"
         page.close()
     finally:
