@@ -88,7 +88,7 @@ def measure(browser, url: str, clients: int, seconds: float, server_pid: int,
     cpu1 = tree_cpu_s(server_pid), tree_cpu_s(browser_pid) if browser_pid else 0.0
     end = [page.evaluate("window.feropsStats") for page in pages]
     if shot:
-        pages[0].screenshot(path=str(shot))
+        pages[0].screenshot(path=str(shot), full_page=True)
     for page in pages:
         page.close()
     frames = [e["frames"] - s["frames"] for s, e in zip(start, end, strict=True)]

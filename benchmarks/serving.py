@@ -5,8 +5,8 @@
 
 It starts `bentoml serve` on 127.0.0.1 with the current champion, then measures:
   * in-process batched throughput of the same model (ferops.inference, batch 128);
-  * for each server configuration in --configs (eager batching with 1 worker, with 2
-    workers, BentoML's own batcher), each in its own `bentoml serve`:
+  * for each server configuration in --configs (params.yaml's, one worker on all cores, one
+    worker on one thread, two workers on one thread each), each in its own `bentoml serve`:
     - /classify at a fixed 200 requests/s (open loop, latency measured from the scheduled
       send time, so a stalled server cannot hide its queueing), after a warm-up, --repeats
       times: each p99 and their median;
@@ -39,8 +39,9 @@ from benchmarks._common import PROJECT, write_result  # noqa: E402
 
 # Server configurations measured one after the other in one run (serving: keys overridden).
 CONFIGS = {
-    "eager": {},
-    "eager-1thread": {"model_threads": 1},   # TF on one core; the event loop keeps the other
+    "eager": {},                              # params.yaml as it is (2 workers x 1 thread)
+    "eager-1worker": {"workers": 1, "model_threads": 0},    # one process, TF on all cores
+    "eager-1thread": {"workers": 1, "model_threads": 1},    # TF on one core, loop on the other
     "eager-2workers": {"workers": 2, "model_threads": 1},
 }
 TARGETS = {"served_over_inprocess": 0.5, "p99_ms_at_200rps": 50, "analyze_rps": 30,
@@ -240,7 +241,7 @@ def main() -> int:
     parser.add_argument("--max-latency-ms", type=int,
                         help="override serving.batch_max_latency_ms")
     parser.add_argument("--skip-camera", action="store_true")
-    parser.add_argument("--configs", default="eager,eager-2workers",
+    parser.add_argument("--configs", default="eager,eager-1worker",
                         help=f"server configurations to measure side by side in this run, "
                              f"from {', '.join(CONFIGS)}; the first gives the headline figures")
     parser.add_argument("--repeats", type=int, default=3,

@@ -9,7 +9,7 @@ import time
 
 
 class TokenBucket:
-    def __init__(self, per_minute: int, burst: int | None = None, clock=time.monotonic):
+    def __init__(self, per_minute: float, burst: int | None = None, clock=time.monotonic):
         self.rate = per_minute / 60.0              # tokens per second
         self.capacity = float(burst or per_minute)
         self.tokens = self.capacity

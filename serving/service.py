@@ -134,7 +134,9 @@ class EmotionService:
         self.decode_pool = concurrent.futures.ThreadPoolExecutor(
             CFG.analyze_threads, thread_name_prefix="ferops-decode")
         self.analyzing = 0  # /analyze requests decoding or waiting to (event-loop only)
-        self.label_bucket = TokenBucket(CFG.label_per_minute, burst=min(CFG.label_per_minute, 5))
+        # Each worker process takes its share, so the service as a whole stays in the limit.
+        self.label_bucket = TokenBucket(CFG.label_per_minute / CFG.workers,
+                                        burst=max(1, min(CFG.label_per_minute, 5) // CFG.workers))
         self.slot.refresh()
         # TensorFlow and Keras leave millions of long-lived objects; a full GC pass over them
         # stalled requests for ~0.4 s now and then. Freezing moves them out of the collector.

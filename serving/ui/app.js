@@ -280,9 +280,22 @@ async function labelFace(index) {
 
 // ---------------------------------------------------------------- mood timeline
 
+// One timeline point per POINT_MS: the mean probabilities of the largest face over the frames
+// in it. Frame-to-frame jitter is not mood, and 2 points a second keep a day in memory.
+const POINT_MS = 500;
+
 function record(face, version) {
-  state.timeline.push({ t: Date.now(), model_version: version, label: face.label,
-                        confidence: face.confidence, probabilities: face.probabilities });
+  const now = Date.now();
+  const b = state.bucket ||= { t: now, n: 0, sums: {} };
+  b.n += 1;
+  for (const [name, p] of Object.entries(face.probabilities)) b.sums[name] = (b.sums[name] || 0) + p;
+  if (now - b.t < POINT_MS) return;
+  const probabilities = Object.fromEntries(
+    Object.entries(b.sums).map(([name, sum]) => [name, Math.round(sum / b.n * 1e4) / 1e4]));
+  const [label, confidence] = Object.entries(probabilities).reduce((a, c) => (c[1] > a[1] ? c : a));
+  state.timeline.push({ t: now, model_version: version, label, confidence, frames: b.n,
+                        probabilities });
+  state.bucket = null;
   drawTimeline();
 }
 
@@ -331,9 +344,9 @@ function download(name, text, type) {
 }
 
 function exportCsv() {
-  const head = ["time", "model_version", "label", "confidence", ...state.classes];
+  const head = ["time", "model_version", "label", "confidence", "frames", ...state.classes];
   const rows = state.timeline.map((p) => [new Date(p.t).toISOString(), p.model_version,
-    p.label, p.confidence, ...state.classes.map((c) => p.probabilities[c] ?? "")]);
+    p.label, p.confidence, p.frames, ...state.classes.map((c) => p.probabilities[c] ?? "")]);
   download("ferops-mood.csv", [head, ...rows].map((r) => r.join(",")).join("\n") + "\n",
            "text/csv");
 }
@@ -355,7 +368,7 @@ function wire() {
   $("key").addEventListener("change", (e) => { state.key = e.target.value.trim(); refreshInfo(); });
   $("export-csv").addEventListener("click", exportCsv);
   $("export-json").addEventListener("click", exportJson);
-  $("clear").addEventListener("click", () => { state.timeline = []; drawTimeline(); });
+  $("clear").addEventListener("click", () => { state.timeline = []; state.bucket = null; drawTimeline(); });
   const stage = $("stage");
   stage.addEventListener("dragover", (e) => { e.preventDefault(); stage.classList.add("drag"); });
   stage.addEventListener("dragleave", () => stage.classList.remove("drag"));

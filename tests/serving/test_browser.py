@@ -130,6 +130,31 @@ def test_page_shows_live_labels_at_10_fps_and_the_model_version(browser, labelin
     page.close()
 
 
+def test_the_mood_timeline_exports_as_csv_and_json(browser, labeling: dict, tmp_path: Path):
+    import csv
+    import json
+    url = labeling["server"].url
+    names = classes(url)
+    page = open_live(browser, url)
+    wait_until(page, "window.feropsStats.frames > 30")
+    files = {}
+    for kind in ("csv", "json"):
+        with page.expect_download() as download:
+            page.locator(f"#export-{kind}").click()
+        files[kind] = tmp_path / download.value.suggested_filename
+        download.value.save_as(files[kind])
+    page.close()
+    rows = list(csv.DictReader(files["csv"].open()))
+    assert rows and list(rows[0])[:5] == ["time", "model_version", "label", "confidence",
+                                          "frames"]
+    assert list(rows[0])[5:] == names
+    for row in rows:     # each point: the mean of its frames, still a distribution
+        assert abs(sum(float(row[c]) for c in names) - 1) < 0.01 and int(row["frames"]) >= 1
+        assert row["label"] in names
+    session = json.loads(files["json"].read_text())
+    assert session["classes"] == names and len(session["points"]) >= len(rows)
+
+
 def test_a_labeled_face_with_consent_stores_exactly_one_crop(browser, labeling: dict):
     url, drop = labeling["server"].url, labeling["drop"]
     name = classes(url)[0]
