@@ -63,7 +63,7 @@ SIZE = FACES.size
 # Refuses to start on a set-but-empty key variable (that silently meant "no auth" before).
 API_KEY = read_api_key(CFG.api_key_env)
 
-SLOT = ModelSlot(CFG.bento_model)
+SLOT = ModelSlot(CFG.bento_model, CFG.swap_grace_s)
 # Served at /metrics beside BentoML's own metrics.
 BATCH_SIZE = bentoml.metrics.Histogram(
     name="ferops_classify_batch_size", documentation="face crops per model call",
@@ -137,14 +137,15 @@ class EmotionService:
         # Each worker process takes its share, so the service as a whole stays in the limit.
         self.label_bucket = TokenBucket(CFG.label_per_minute / CFG.workers,
                                         burst=max(1, min(CFG.label_per_minute, 5) // CFG.workers))
-        self.slot.refresh()
+        # With several workers a /reload reaches one of them, and a swap must happen on all
+        # at once: the signal folder coordinates them (serving/slot.py).
+        self.signal = ReloadSignal(CFG.workers) if CFG.workers > 1 else None
+        self.slot.start(self.signal)
         # TensorFlow and Keras leave millions of long-lived objects; a full GC pass over them
         # stalled requests for ~0.4 s now and then. Freezing moves them out of the collector.
         gc.freeze()
         if self.slot.predictor is None:
             log.warning("not ready: %s", self.slot.reason)
-        # With several workers a /reload reaches one of them; the signal tells the others.
-        self.signal = ReloadSignal(CFG.workers) if CFG.workers > 1 else None
         if CFG.reload_poll_s > 0 or self.signal:
             self.slot.watch(CFG.reload_poll_s, self.signal)
 
@@ -157,7 +158,7 @@ class EmotionService:
         return self.slot.predictor is not None
 
     def _classify_batch(self, crops: list[np.ndarray]) -> list[dict]:
-        predictor = self.slot.predictor  # one model for the whole batch, even mid-swap
+        predictor = self.slot.current()  # one model for the whole batch, even mid-swap
         answers = predictor.classify(np.asarray(crops, dtype=np.uint8), CFG.abstain_below)
         if self.stats:
             self.stats.record(answers, time.time())
@@ -202,7 +203,7 @@ class EmotionService:
             return _error(503, f"overloaded: {exc}", "analyze")
         finally:
             self.analyzing -= 1
-        version = answers[0]["model_version"] if answers else self.slot.predictor.version
+        version = answers[0]["model_version"] if answers else self.slot.current().version
         return _json({"width": found.width, "height": found.height,
                       "faces_found": len(found.faces), "model_version": version,
                       "faces": [{"box": [b.x, b.y, b.w, b.h], **a} for (b, _), a in
@@ -212,7 +213,7 @@ class EmotionService:
               summary="Label one face of a frame: its 48x48 crop joins the drop folder")
     async def label(self, request: Request) -> Response:
         """Off unless serving.labeling; stores the crop the model sees, never the frame."""
-        refusal = _label_refusal(request.query_params, self.slot.predictor.classes)
+        refusal = _label_refusal(request.query_params, self.slot.current().classes)
         if refusal:
             return _error(*refusal, "label")
         wait = self.label_bucket.take()
@@ -237,7 +238,7 @@ class EmotionService:
     @bentoml.api
     def info(self) -> dict:
         """What is being served: version, classes, metrics, training date, data version."""
-        predictor = self.slot.predictor
+        predictor = self.slot.current()
         limits = {"max_crops": CFG.max_crops, "max_faces": CFG.max_faces,
                   "max_body_mb": CFG.max_body_mb, "crop_size": SIZE}
         if predictor is None:
@@ -256,18 +257,18 @@ class EmotionService:
     def reload(self) -> dict:
         """Swap in a newly promoted champion now instead of at the next poll."""
         swapped = self.slot.refresh()
-        predictor = self.slot.predictor
-        tag = predictor.info.get("bento_tag") if predictor else None
-        answer = {"swapped": swapped, "bento_tag": tag,
-                  "model_version": predictor.version if predictor else None,
-                  "ready": predictor is not None, "workers": CFG.workers,
-                  "workers_on_this_model": 1}
+        on_model = 1
         if self.signal:
-            self.signal.ack(tag)
+            staged = self.slot.staged
+            target = staged.info.get("bento_tag") if staged else self.slot.tag
             self.signal.bump()
-            # Answer once every worker serves this model (loading one takes seconds).
-            answer["workers_on_this_model"] = self.signal.wait_all(tag, 60)
-        return answer
+            # Answer once every worker serves it (each loads it, then all swap at once).
+            on_model = self.signal.wait_all(target, 60)
+        predictor = self.slot.current()
+        return {"swapped": swapped, "bento_tag": self.slot.tag,
+                "model_version": predictor.version if predictor else None,
+                "ready": predictor is not None, "workers": CFG.workers,
+                "workers_on_this_model": on_model}
 
 
 def _label_refusal(query, classes: list[str]) -> tuple[int, str] | None:

@@ -279,6 +279,7 @@ class ServingConfig(Section):
     batch_max_size: PosInt
     batch_max_latency_ms: PosInt
     reload_poll_s: NonNegFloat
+    swap_grace_s: PosFloat
     api_key_env: str = Field(min_length=1)
     abstain_below: Fraction | None
     record_stats: bool

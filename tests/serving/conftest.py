@@ -100,6 +100,18 @@ class Server:
             time.sleep(0.5)
         raise AssertionError(f"service not live in {timeout} s:\n{self.log.read_text()[-4000:]}")
 
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until /readyz says a champion is loaded (every worker: each answers alike)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/readyz", timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"service not ready in {timeout} s:\n{self.log.read_text()[-4000:]}")
+
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-g", str(self.proc.pid)], capture_output=True,
                              text=True).stdout.split()

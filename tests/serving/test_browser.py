@@ -45,20 +45,8 @@ def browser(video: Path):
 def start(env: dict, root: Path, port: int | None = None) -> Server:
     srv = Server(env, root / f"serve-{time.monotonic_ns()}.log", port)
     srv.wait_live()
-    wait_ready(srv.url)
+    srv.wait_ready()
     return srv
-
-
-def wait_ready(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/readyz", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("service not ready")
 
 
 @pytest.fixture(scope="module")

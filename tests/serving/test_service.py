@@ -214,15 +214,16 @@ def test_no_champion_means_not_ready_then_a_promotion_makes_it_ready(served: dic
 
 def test_a_promotion_is_served_without_dropping_requests(server: Server, served: dict):
     """Hot swap: clients keep calling while a better model is trained and promoted."""
-    versions, failures, stop = [], [], threading.Event()
+    calls, failures, stop = [], [], threading.Event()
 
     def hammer() -> None:
         body = {"crops": crops(2)}
         while not stop.is_set():
             try:
+                sent = time.monotonic()
                 r = post_json(server.url + "/classify", body, timeout=10)
                 if r.status_code == 200:
-                    versions.append(r.json()[0]["model_version"])
+                    calls.append((sent, time.monotonic(), r.json()[0]["model_version"]))
                 else:
                     failures.append(r.status_code)
             except requests.RequestException as exc:
@@ -244,9 +245,13 @@ def test_a_promotion_is_served_without_dropping_requests(server: Server, served:
         for c in clients:
             c.join()
     assert failures == []
-    assert versions[0] == "1" and versions[-1] == "2"
-    first_two = versions.index("2")
-    assert set(versions[first_two:]) == {"2"}  # never back to the old model
+    calls.sort(key=lambda call: call[1])
+    assert calls[0][2] == "1" and calls[-1][2] == "2"
+    # Never back to the old model, whichever of the workers answers: once any client has an
+    # answer from version 2, every request sent after that is answered by version 2.
+    first_two = min(received for _, received, version in calls if version == "2")
+    later = {version for sent, _, version in calls if sent > first_two}
+    assert later == {"2"}, sorted(calls)[-40:]
 
 
 def test_bentoml_build_packs_service_and_champion(served: dict, tmp_path: Path):
@@ -298,6 +303,10 @@ def serve_the_built_bento(tag: str, env: dict, tmp_path: Path) -> None:
         files = {"image": ("a.jpg", astronaut_jpeg(), "image/jpeg")}
         r = requests.post(url + "/analyze", files=files, timeout=60)
         assert r.status_code == 200 and r.json()["faces_found"] == 1, r.text
+        # The browser client ships inside the Bento too.
+        for page, kind in (("/ui", "text/html"), ("/ui/app.js", "text/javascript")):
+            r = requests.get(url + page, timeout=30)
+            assert r.status_code == 200 and r.headers["content-type"].startswith(kind), page
     finally:
         import os
         import signal
