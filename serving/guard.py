@@ -81,7 +81,7 @@ class Guard:
         if self.api_key and not _open(path) and not self._authorised(scope):
             return 401, {"error": f"missing or wrong API key: send 'Authorization: Bearer "
                                   f"<key>' (the server's ${self.api_key_env})"}
-        if self.slot.predictor is None and (path == "/readyz" or path in MODEL_PATHS):
+        if self.slot.current() is None and (path == "/readyz" or path in MODEL_PATHS):
             return 503, {"ready": False, "error": self.slot.reason}
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:

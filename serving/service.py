@@ -155,7 +155,7 @@ class EmotionService:
             self.signal.leave()
 
     def __is_ready__(self) -> bool:
-        return self.slot.predictor is not None
+        return self.slot.current() is not None
 
     def _classify_batch(self, crops: list[np.ndarray]) -> list[dict]:
         predictor = self.slot.current()  # one model for the whole batch, even mid-swap

@@ -9,9 +9,10 @@ never get the new model's answer and then the old one's from the other worker. S
 several workers a swap has two phases: each worker loads the new model beside the old one
 (staged) and says so in its ack file; once every live worker has it, one of them commits
 it (writes the `active` file) and from then on every batch on every worker uses it (a batch
-looks at the file's inode before it starts: a stat, only while a model is staged). A worker
-that cannot load it does not hold the others back for ever: after `serving.swap_grace_s`
-the rest commit without it.
+looks at the file's inode before it starts: a stat, only while a model is staged). The first
+model too: no worker is ready before every one can answer. A worker that cannot load a
+model does not hold the others back for ever: after `serving.swap_grace_s` the rest commit
+without it.
 
 A `/reload` lands on one worker, so it also bumps a ReloadSignal that every worker's watcher
 checks a few times a second, and answers once every live worker serves the same model.
@@ -84,16 +85,15 @@ class ModelSlot:
             except Exception as exc:  # deleted or broken: the newest is the next best thing
                 log.warning("cannot load %s, which the other workers serve: %s", active, exc)
         if self.predictor is None:
-            self.refresh()
-            if signal and self.tag and not active:
-                signal.commit(self.tag)  # the first worker up names the served model
+            self.refresh()  # with workers, even the first model waits until all have it
         if signal:
-            signal.ack(self.tag, None)
+            signal.ack(self.tag, _tag(self.staged))
 
     def refresh(self) -> bool:
         """Load the newest exported champion if it is neither served nor staged; True if it
-        was (served at once with one worker or nothing served yet, else staged)."""
+        was (served at once with one worker, else staged)."""
         with self._load_lock:
+            self.current()  # a staged model committed meanwhile is served, not replaced
             newest = self.newest()
             if newest is None:
                 if self.predictor is None:
@@ -111,11 +111,13 @@ class ModelSlot:
                 if self.predictor is None:
                     self.reason = f"champion {tag} failed to load: {exc}"
                 return False
-            if self.signal is None or self.predictor is None:
+            if self.signal is None:
                 self._serve(predictor)
                 return True
             with self._swap_lock:
                 self.staged, self._staged_at = predictor, time.monotonic()
+            if self.predictor is None:
+                self.reason = f"{tag} is loaded; waiting for the other workers to load it"
             self.signal.ack(self.tag, tag)
             log.info("loaded %s beside %s; served once every worker has it", tag, self.tag)
             self.settle()

@@ -139,6 +139,7 @@ def server(served: dict, tmp_path_factory):
     srv = Server(served["env"], tmp_path_factory.mktemp("logs") / "serve.log")
     try:
         srv.wait_live()
+        srv.wait_ready()  # with several workers: once every one has loaded the champion
         yield srv
     finally:
         srv.stop()

@@ -364,6 +364,7 @@ def keyed(served: dict, tmp_path_factory):
     srv = Server(env, root / "serve.log")
     try:
         srv.wait_live()
+        srv.wait_ready()
         yield srv
     finally:
         srv.stop()

@@ -342,10 +342,7 @@ def test_a_reload_reaches_every_worker(served: dict, tmp_path: Path):
     srv = Server(env, tmp_path / "serve.log")
     try:
         srv.wait_live()
-        deadline = time.monotonic() + 60
-        while requests.get(srv.url + "/readyz", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, "not ready"
-            time.sleep(0.5)
+        srv.wait_ready()
         old = post_json(srv.url + "/info", {}).json()["runtime"]["bento_tag"]
         new = subprocess.run([str(BIN / "python"), "-c", NEW_EXPORT], env=env, check=True,
                              capture_output=True, text=True).stdout.strip()

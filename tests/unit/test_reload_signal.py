@@ -104,6 +104,8 @@ def two_workers(tmp_path: Path, store: dict, workers: int = 2, grace_s: float = 
         slot = StoreSlot(store, grace_s)
         slot.start(ReloadSignal(workers, directory=tmp_path, pid=pid))
         slots.append(slot)
+        if len(slots) == 1:  # the first model too waits until every worker has it
+            assert slot.current() is None and "waiting for the other workers" in slot.reason
     return slots, child
 
 
