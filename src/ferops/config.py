@@ -233,6 +233,10 @@ class TrainConfig(Section):
     aug_zoom: NonNegFloat
     aug_erase: Fraction
     aug_mixup: NonNegFloat
+    aug_blur: Fraction
+    aug_light: Fraction
+    aug_noise: NonNegFloat
+    aug_jpeg: Fraction
     checkpoint_every: NonNegInt
     mixed_precision: Annotated[Literal["auto", "on", "off"], BeforeValidator(_yaml_switch)]
     max_train_images: NonNegInt

@@ -62,3 +62,60 @@ def test_mixup_in_the_pipeline_gives_soft_labels(arrays):
     assert ((yb > 0) & (yb < 1)).any()
     plain = make_dataset(x, y, 4, 20, training=True, seed=1, augment=OnlineAugment())
     assert set(np.unique(next(iter(plain))[1].numpy())) <= {0.0, 1.0}
+
+
+def face_like_batch(n: int = 64) -> tf.Tensor:
+    """Smooth shading plus sharp edges (a face has both): blur, light and codec show on it."""
+    yy, xx = np.mgrid[0:48, 0:48].astype(np.float32)
+    base = 60 + 2.5 * xx + 1.5 * yy
+    base[12:20, 10:38] = 30  # an eyebrow-like bar: a sharp edge
+    base[(xx // 6 + yy // 6) % 2 == 0] += 40
+    return tf.constant(np.repeat(np.clip(base, 0, 255)[None, :, :, None], n, axis=0))
+
+
+LIVE = {"blur": 1.0, "light": 0.5, "noise": 8.0, "jpeg": 1.0}
+OFF = {"flip": False, "rotate_deg": 0.0, "shift": 0.0, "zoom": 0.0, "erase": 0.0}
+
+
+def sharpness(x: np.ndarray) -> np.ndarray:
+    """Energy of the horizontal gradient per image."""
+    return (np.diff(x, axis=2) ** 2).mean(axis=(1, 2, 3))
+
+
+@pytest.mark.parametrize("name", sorted(LIVE))
+def test_each_live_domain_augmentation_does_what_it_says_and_only_when_on(name):
+    from ferops.training.tfdata import augment_batch
+    x = face_like_batch()
+    seed = tf.constant([5, 6])
+    off = augment_batch(x, OnlineAugment(**OFF), seed).numpy()
+    np.testing.assert_array_equal(off, x.numpy())  # every live option defaults to off
+    out = augment_batch(x, OnlineAugment(**OFF, **{name: LIVE[name]}), seed).numpy()
+    again = augment_batch(x, OnlineAugment(**OFF, **{name: LIVE[name]}), seed).numpy()
+    np.testing.assert_array_equal(out, again)  # seeded: a run is reproducible
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255
+    diff = out - x.numpy()
+    changed = np.abs(diff).max(axis=(1, 2, 3)) > 1
+    if name == "blur":
+        assert (sharpness(out) <= sharpness(x.numpy()) + 1e-3).all()
+        assert (sharpness(out) < 0.7 * sharpness(x.numpy())).mean() > 0.3  # strength varies
+    elif name == "light":
+        darker = out.mean(axis=(1, 2, 3)) < x.numpy().mean(axis=(1, 2, 3)) - 5
+        assert 0.25 < darker.mean() < 0.75  # about half of the images
+        assert (out.mean(axis=(1, 2, 3)) <= x.numpy().mean(axis=(1, 2, 3)) + 1e-3).all()
+    elif name == "noise":
+        std = diff.std(axis=(1, 2, 3))
+        assert std.max() <= 8.0 * 1.2 and std.max() > 4 and abs(diff.mean()) < 1
+    elif name == "jpeg":
+        assert changed.all()  # every image went through the codec
+        assert np.abs(diff).mean() < 10  # and still looks like itself
+        assert np.corrcoef(out.ravel(), x.numpy().ravel())[0, 1] > 0.97
+    if name != "jpeg":
+        assert changed.mean() > 0.3
+
+
+def test_the_live_domain_trains_through_the_pipeline(arrays):
+    x, y = arrays
+    ds = make_dataset(x, y, 4, 20, training=True, seed=1, augment=OnlineAugment(**LIVE))
+    xb, _ = (t.numpy() for t in next(iter(ds)))
+    assert xb.shape == x.shape and np.isfinite(xb).all()
+    assert xb.min() >= 0 and xb.max() <= 255

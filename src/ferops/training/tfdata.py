@@ -21,6 +21,12 @@ class OnlineAugment:
     erase: float = 0.5      # probability of random erasing one patch per image
     erase_frac: float = 0.3  # max patch side as a fraction of the image side
     mixup: float = 0.0       # Beta(a, a) concentration for mixup; 0: off
+    # What a camera and the live path do to a face (off: 0). Box jitter and the turn left
+    # after alignment are the affine above; these are the optics, the sensor and the codec.
+    blur: float = 0.0        # probability of a defocus blur (Gaussian, sigma up to 1.5 px)
+    light: float = 0.0       # low light: darken by gamma up to 1 + 2 * light, contrast down
+    noise: float = 0.0       # sensor noise: Gaussian, std up to this many grey levels
+    jpeg: float = 0.0        # probability of a JPEG re-encode at quality 30-80
 
 
 def _affine_batch(x: tf.Tensor, cfg: OnlineAugment, seed: tf.Tensor) -> tf.Tensor:
@@ -58,14 +64,82 @@ def _erase_batch(x: tf.Tensor, cfg: OnlineAugment, seed: tf.Tensor) -> tf.Tensor
     return tf.where(mask, mean, x)
 
 
-def augment_batch(x: tf.Tensor, cfg: OnlineAugment, seed: tf.Tensor) -> tf.Tensor:
-    """(B, S, S, 1) float pixels in [0, 255] -> augmented batch, same shape and range."""
+def _gaussian_kernel(sigma: float, radius: int) -> tf.Tensor:
+    t = tf.range(-radius, radius + 1, dtype=tf.float32)
+    k = tf.exp(-(t ** 2) / (2.0 * sigma ** 2))
+    return k / tf.reduce_sum(k)
+
+
+def _blur_batch(x: tf.Tensor, p: float, seed: tf.Tensor) -> tf.Tensor:
+    """With probability p an image is blended with its sigma-1.5 blur by a random weight:
+    one separable convolution for the batch, a blur strength per image."""
+    b = tf.shape(x)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    k = _gaussian_kernel(1.5, 3)
+    padded = tf.pad(x, [[0, 0], [3, 3], [3, 3], [0, 0]], mode="REFLECT")
+    blurred = tf.nn.conv2d(padded, tf.reshape(k, [7, 1, 1, 1]), 1, "VALID")
+    blurred = tf.nn.conv2d(blurred, tf.reshape(k, [1, 7, 1, 1]), 1, "VALID")
+    weight = tf.random.stateless_uniform([b, 1, 1, 1], seeds[0])
+    weight *= tf.cast(tf.random.stateless_uniform([b, 1, 1, 1], seeds[1]) < p, tf.float32)
+    return x + weight * (blurred - x)
+
+
+def _light_batch(x: tf.Tensor, strength: float, seed: tf.Tensor) -> tf.Tensor:
+    """Low light: half of the images get a gamma in [1, 1 + 2 * strength] (darker shadows)
+    and their contrast squeezed by up to `strength` toward a dim mean."""
+    b = tf.shape(x)[0]
     seeds = tf.random.experimental.stateless_split(seed, 3)
+    on = tf.cast(tf.random.stateless_uniform([b, 1, 1, 1], seeds[0]) < 0.5, tf.float32)
+    gamma = 1.0 + on * tf.random.stateless_uniform([b, 1, 1, 1], seeds[1]) * 2.0 * strength
+    squeeze = 1.0 - on * tf.random.stateless_uniform([b, 1, 1, 1], seeds[2]) * strength
+    dark = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 0.0, 1.0), gamma)
+    mean = tf.reduce_mean(dark, axis=[1, 2, 3], keepdims=True)
+    return mean + (dark - mean) * squeeze
+
+
+def _noise_batch(x: tf.Tensor, std: float, seed: tf.Tensor) -> tf.Tensor:
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    level = tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 1], seeds[0]) * std
+    return x + level * tf.random.stateless_normal(tf.shape(x), seeds[1])
+
+
+def _jpeg_batch(x: tf.Tensor, p: float, seed: tf.Tensor) -> tf.Tensor:
+    """With probability p an image goes through a JPEG encode and decode (quality 30-80).
+    The codec works on one image at a time: map_fn, only over the chosen ones' results."""
+    b = tf.shape(x)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    quality = tf.random.stateless_uniform([b], seeds[0], 30, 81, dtype=tf.int32)
+    chosen = tf.random.stateless_uniform([b], seeds[1]) < p
+
+    def one(args):
+        image, q = args
+        coded = tf.image.adjust_jpeg_quality(image / 255.0, q)  # float in [0, 1]
+        return tf.reshape(coded, tf.shape(image)) * 255.0
+
+    coded = tf.map_fn(one, (tf.clip_by_value(x, 0.0, 255.0), quality),
+                      fn_output_signature=tf.float32)
+    return tf.where(chosen[:, None, None, None], coded, x)
+
+
+def augment_batch(x: tf.Tensor, cfg: OnlineAugment, seed: tf.Tensor) -> tf.Tensor:
+    """(B, S, S, 1) float pixels in [0, 255] -> augmented batch, same shape and range.
+
+    Geometry first, then what a camera adds in its own order (optics, sensor, codec), then
+    erasing (an occlusion in front of the face)."""
+    seeds = tf.random.experimental.stateless_split(seed, 7)
     if cfg.flip:
         flip = tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 1], seeds[0]) < 0.5
         x = tf.where(flip, tf.reverse(x, axis=[2]), x)
     if cfg.rotate_deg or cfg.shift or cfg.zoom:
         x = _affine_batch(x, cfg, seeds[1])
+    if cfg.blur:
+        x = _blur_batch(x, cfg.blur, seeds[3])
+    if cfg.light:
+        x = _light_batch(x, cfg.light, seeds[4])
+    if cfg.noise:
+        x = _noise_batch(x, cfg.noise, seeds[5])
+    if cfg.jpeg:
+        x = _jpeg_batch(x, cfg.jpeg, seeds[6])
     if cfg.erase:
         x = _erase_batch(x, cfg, seeds[2])
     return tf.clip_by_value(x, 0.0, 255.0)

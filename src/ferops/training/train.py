@@ -174,7 +174,9 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
         raw = json.loads((data_dir / "class_weights.json").read_text(encoding="utf-8"))
         weights = np.array([raw[c] for c in class_names], dtype=np.float32)
     aug = OnlineAugment(flip=cfg.aug_flip, rotate_deg=cfg.aug_rotate_deg, shift=cfg.aug_shift,
-                        zoom=cfg.aug_zoom, erase=cfg.aug_erase, mixup=cfg.aug_mixup)
+                        zoom=cfg.aug_zoom, erase=cfg.aug_erase, mixup=cfg.aug_mixup,
+                        blur=cfg.aug_blur, light=cfg.aug_light, noise=cfg.aug_noise,
+                        jpeg=cfg.aug_jpeg)
     train_ds = make_dataset(x_train, y_train, n_classes, cfg.batch_size, training=True,
                             seed=seed, augment=aug, class_weights=weights)
     val_ds = make_dataset(x_val, y_val, n_classes, cfg.batch_size, training=False, seed=seed)
