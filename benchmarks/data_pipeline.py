@@ -31,6 +31,9 @@ from ferops.data.ingest import ingest  # noqa: E402
 from ferops.data.preprocess import preprocess  # noqa: E402
 from ferops.data.validate import validate_table  # noqa: E402
 
+# The venv's dvc, so the script works without an activated venv.
+DVC = str(Path(sys.executable).parent / "dvc")
+
 
 def time_stages(fer: Path) -> dict:
     params = load_params(PROJECT / "params.yaml")
@@ -75,8 +78,8 @@ def time_dvc(fer: Path, repeats: int) -> dict:
         raw = yaml.safe_load((clone / "params.yaml").read_text())
         raw["ingest"]["sources"] = ["fer2013"]
         (clone / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-        first = _timed(["dvc", "repro", "encode"], clone)
-        nochange = [_timed(["dvc", "repro", "encode"], clone) for _ in range(repeats)]
+        first = _timed([DVC, "repro", "encode"], clone)
+        nochange = [_timed([DVC, "repro", "encode"], clone) for _ in range(repeats)]
     return {"dvc_repro_first_s": round(first, 2),
             "dvc_repro_nochange_s": [round(x, 2) for x in nochange],
             "dvc_repro_nochange_median_s": round(statistics.median(nochange), 2)}
