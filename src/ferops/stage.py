@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ferops import tfquiet
 from ferops.config import ConfigError
 from ferops.errors import FeropsError
 
@@ -59,6 +60,7 @@ def quiet_tensorflow() -> None:
     """
     no_gpu = not Path("/dev/nvidiactl").exists()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if no_gpu else "2")
+    tfquiet.install()  # what the level no longer hides (TensorFlow 2.19+)
 
 
 def run_stage(body: Callable[[argparse.Namespace], int | None],

@@ -220,8 +220,10 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
     start = time.perf_counter()
     work_dir.mkdir(parents=True, exist_ok=True)
     # A progress bar on a terminal; one line per epoch in logs (dvc repro, CI).
+    # shuffle=False: the dataset reshuffles itself, seeded (Keras ignores the flag for a
+    # tf.data.Dataset anyway, and warned at every run with its default True).
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-              callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
+              callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2, shuffle=False)
     history = resume_cb.history
     # The epoch the saved best model comes from. (A kill between the resume save and the best
     # save of one epoch loses that epoch as a candidate; the two still agree.)
