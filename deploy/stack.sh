@@ -5,8 +5,10 @@
 #   bash deploy/stack.sh build | ps | logs [SERVICE] | wipe (down and delete the volumes)
 # Environment: BASE_IMAGE (default: python:3.11-slim if Docker can pull it, else the local
 # Debian base from deploy/base-image.sh), FEROPS_PROJECT (the checkout mounted into the
-# worker and the service; default this one), MLFLOW_PORT, PREFECT_PORT, PGPORT.
-# Every server listens on 127.0.0.1 only (host networking).
+# worker and the service; default this one), MLFLOW_PORT, PREFECT_PORT, PGPORT (the service's
+# port is serving.port in that checkout's params.yaml), FEROPS_STACK_NAME (the compose project,
+# default ferops: its containers and volumes are named after it, so two stacks with different
+# names and ports can run on one host). Every server listens on 127.0.0.1 only (host networking).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
@@ -19,7 +21,8 @@ PY="${PYTHON:-$FEROPS_PROJECT/.venv/bin/python}"
 BUILD_PINS=(pip==26.3 setuptools==84.2.1 wheel==0.48.0)   # the one sdist in the lock needs them
 
 if command -v docker-compose >/dev/null; then COMPOSE=(docker-compose); else COMPOSE=(docker compose); fi
-compose() { "${COMPOSE[@]}" -p ferops -f "$here/docker-compose.yml" --env-file "$here/.env" "$@"; }
+STACK_NAME="${FEROPS_STACK_NAME:-ferops}"
+compose() { "${COMPOSE[@]}" -p "$STACK_NAME" -f "$here/docker-compose.yml" --env-file "$here/.env" "$@"; }
 
 ensure_env() {
   # Secrets live in deploy/.env (git-ignored): random ones on first use, never a default.
@@ -79,16 +82,40 @@ wait_healthy() {
   echo "==> deployments registered by the worker after $((SECONDS - t0)) s"
 }
 
+service_port() {
+  (cd "$FEROPS_PROJECT" && "$PY" -c \
+    'from ferops.config import load_params; print(load_params("params.yaml").serving.port)')
+}
+
+ports_free() {
+  # Host networking: a port another process holds would leave a server crash-looping and the
+  # stack "unhealthy" minutes later. Say which port at once instead. This stack's own running
+  # containers hold its ports legitimately (`up` on a running stack is a no-op).
+  ensure_env
+  [ -z "$(compose ps -q 2>/dev/null)" ] || return 0
+  local port busy=()
+  for port in "${PGPORT:-5432}" "${MLFLOW_PORT:-5000}" "${PREFECT_PORT:-4200}" "$(service_port)"; do
+    "$PY" -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null || busy+=("$port")
+  done
+  if [ ${#busy[@]} -gt 0 ]; then
+    echo "error: port(s) ${busy[*]} on 127.0.0.1 already in use (another stack or server?)." >&2
+    echo "  Stop it, or run this stack beside it with other ports and name:" >&2
+    echo "  FEROPS_STACK_NAME=... PGPORT=... MLFLOW_PORT=... PREFECT_PORT=... (serving.port in params.yaml)" >&2
+    exit 1
+  fi
+}
+
 case "${1:-}" in
   build) build ;;
   up)
+    ports_free
     build
     t0=$SECONDS
     compose up -d
     wait_healthy
     echo "==> stack up in $((SECONDS - t0)) s:"
     echo "    MLflow  http://127.0.0.1:${MLFLOW_PORT:-5000}   Prefect http://127.0.0.1:${PREFECT_PORT:-4200}"
-    echo "    service http://127.0.0.1:3000 (/readyz once a champion exists)"
+    echo "    service http://127.0.0.1:$(service_port) (/readyz once a champion exists)"
     ;;
   down) ensure_env; compose down --remove-orphans ;;
   wipe) ensure_env; compose down --remove-orphans --volumes ;;

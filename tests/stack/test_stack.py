@@ -11,6 +11,7 @@ runs, PostgreSQL restarted, MLflow stopped while the worker trains.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -21,14 +22,27 @@ import pytest
 import requests
 
 from tests.conftest import PROJECT
-from tests.factories import copy_checkout, write_params
+from tests.factories import copy_checkout, free_port, write_params
 from tests.pipelines.conftest import add_faces
 
 pytestmark = [pytest.mark.slow, pytest.mark.stack]
-SERVICE = "http://127.0.0.1:3000"
-PREFECT_API = "http://127.0.0.1:4200/api"
-MLFLOW = "http://127.0.0.1:5000"
+# Its own compose project name and free ports: a stack someone runs on the defaults (or a
+# second test run) on the same Docker host is left alone and does not break this one.
+NAME = f"ferops-test-{os.getpid()}"
+PORTS = {"PGPORT": free_port(), "MLFLOW_PORT": free_port(), "PREFECT_PORT": free_port(),
+         "FEROPS_WHEELS_PORT": free_port()}
+SERVICE_PORT = free_port()
+SERVICE = f"http://127.0.0.1:{SERVICE_PORT}"
+PREFECT_API = f"http://127.0.0.1:{PORTS['PREFECT_PORT']}/api"
+MLFLOW = f"http://127.0.0.1:{PORTS['MLFLOW_PORT']}"
 MODEL = "ferops-emotion"
+
+
+def stack_params(dest: Path, **train) -> None:
+    """The stack project's params.yaml: this training recipe, the gate open, this run's port."""
+    write_params(dest, train={"profile": "demo", **train}, registry={"floor": 0.0},
+                 pipelines={"min_new_faces": 4, "push_data": False},
+                 serving={"port": SERVICE_PORT}, camera={"service_url": SERVICE})
 
 
 def git(args: list[str], cwd: Path) -> None:
@@ -37,7 +51,8 @@ def git(args: list[str], cwd: Path) -> None:
 
 
 def stack(proj: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(proj / "deploy/stack.sh"), *args], cwd=proj,
+    env = {**os.environ, **{k: str(v) for k, v in PORTS.items()}, "FEROPS_STACK_NAME": NAME}
+    return subprocess.run(["bash", str(proj / "deploy/stack.sh"), *args], cwd=proj, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -46,9 +61,7 @@ def proj(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("stack") / "ferops"
     copy_checkout(PROJECT, dest)
     # A weak first model (1 epoch, 300 images), so the second one (more epochs) beats it.
-    write_params(dest, train={"profile": "demo", "epochs": 1, "max_train_images": 300},
-                 registry={"floor": 0.0},
-                 pipelines={"min_new_faces": 4, "push_data": False})
+    stack_params(dest, epochs=1, max_train_images=300)
     git(["init", "-q"], dest)
     git(["add", "-A"], dest)
     git(["commit", "-qm", "stack test"], dest)
@@ -97,7 +110,7 @@ def mlflow_state() -> tuple[list[str], str | None]:
 def container(service: str) -> str:
     """The id of a stack service's container (compose v1 and v2 name them differently)."""
     out = subprocess.run(["docker", "ps", "-aq", "--filter",
-                          "label=com.docker.compose.project=ferops", "--filter",
+                          f"label=com.docker.compose.project={NAME}", "--filter",
                           f"label=com.docker.compose.service={service}"],
                          capture_output=True, text=True, check=True).stdout.split()
     assert len(out) == 1, f"{service}: {out}"
@@ -175,8 +188,7 @@ def test_the_operator_loop_through_the_containers(proj: Path, headers: dict):
 
     # A much stronger second model (the demo recipe, ~75 %), started by new labeled faces
     # through the watcher deployment.
-    write_params(proj, train={"profile": "demo", "epochs": 20, "max_train_images": 0},
-                 registry={"floor": 0.0}, pipelines={"min_new_faces": 4, "push_data": False})
+    stack_params(proj, epochs=20, max_train_images=0)
     load = Load(headers)
     load.start()
     t1 = time.monotonic()
@@ -258,8 +270,7 @@ def test_mlflow_stopped_mid_run_fails_the_run_clearly_and_changes_no_alias(proj:
     fails with one clear error; no version is half-registered and no alias moves."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
-    write_params(proj, train={"profile": "demo", "epochs": 6, "max_train_images": 600},
-                 registry={"floor": 0.0}, pipelines={"min_new_faces": 4, "push_data": False})
+    stack_params(proj, epochs=6, max_train_images=600)
     run = run_deployment("ferops-retrain/retrain", timeout=0, parameters={
         "project_dir": "/opt/ferops", "trigger": "manual", "mlflow_retries": 1,
         "mlflow_retry_delay_s": 2.0})
@@ -286,7 +297,7 @@ def test_mlflow_stopped_mid_run_fails_the_run_clearly_and_changes_no_alias(proj:
     finally:
         docker("start", container("mlflow"))
     assert state.is_failed(), state
-    assert "MLflow at http://127.0.0.1:5000" in (state.message or ""), state.message
+    assert f"MLflow at {MLFLOW}" in (state.message or ""), state.message
     wait_for(lambda: healthy("mlflow"), 120, "MLflow healthy again")
     assert mlflow_state() == (["1", "2"], "2")          # nothing registered, no alias moved
     assert info(headers)["model_version"] == "2"
@@ -319,9 +330,7 @@ def test_a_worker_killed_mid_training_is_crashed_and_the_next_run_resumes(proj: 
     import json
 
     from prefect.deployments import run_deployment
-    write_params(proj, train={"profile": "demo", "epochs": 8, "max_train_images": 600,
-                              "checkpoint_every": 0},
-                 registry={"floor": 0.0}, pipelines={"min_new_faces": 4, "push_data": False})
+    stack_params(proj, epochs=8, max_train_images=600, checkpoint_every=0)
     resume = proj / "artifacts/work/resume/resume.json"   # the worker's checkout is proj
     params = {"project_dir": "/opt/ferops", "trigger": "manual"}
     killed = run_deployment("ferops-retrain/retrain", timeout=0, parameters=params)
