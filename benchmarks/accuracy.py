@@ -140,7 +140,9 @@ def run(args: argparse.Namespace, overrides: dict, clone: Path) -> int:
     report = json.loads((clone / "artifacts/eval/report.json").read_text())
     train = json.loads((clone / "artifacts/model/train.json").read_text())
     result = {
-        "dataset": "FER+ majority" if args.ferplus else "FER2013 (7 classes)",
+        "dataset": ("FER+ vote shares (soft targets); majority labels to select and test"
+                    if args.ferplus and effective.get("soft_labels") else "FER+ majority"
+                    if args.ferplus else "FER2013 (7 classes)"),
         "profile": args.profile, "overrides": overrides,
         "train_config": effective,  # the whole resolved train section (profile + overrides)
         "command": shlex.join(["python", "benchmarks/accuracy.py", *sys.argv[1:]]),
@@ -157,6 +159,8 @@ def run(args: argparse.Namespace, overrides: dict, clone: Path) -> int:
         "curve": {k: [round(h[k], 4) for h in train["history"]]
                   for k in ("accuracy", "val_accuracy")},
         "parameters": train["parameters"], "device": train["device"],
+        "flops_per_image": train.get("flops_per_image"),
+        "train_images_per_s": train.get("train_images_per_s"),
         "precision": train.get("precision", "float32"),
         "baseline_fer_package_privatetest": None if args.ferplus else FER_PACKAGE_PRIVATETEST,
         "published_anchors": FERPLUS_ANCHORS if args.ferplus else None,

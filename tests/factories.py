@@ -35,7 +35,9 @@ def make_dataset(out: Path) -> None:
                 y.append(c)
         splits[split] = (np.stack(x)[..., None], np.array(y, np.int64))
     weights = compute_class_weights(splits["train"][1], len(CLASSES), "balanced")
-    write_dataset(out, splits, weights, build_label_map(PARAMS.classes, PARAMS.faces), {})
+    onehot = np.eye(len(CLASSES), dtype=np.float32)[splits["train"][1]]
+    write_dataset(out, splits, weights, build_label_map(PARAMS.classes, PARAMS.faces), {},
+                  onehot)
 
 
 def write_params(root: Path, name: str = "params.yaml", **sections: dict[str, Any]) -> Path:

@@ -225,6 +225,7 @@ class TrainConfig(Section):
     warmup_epochs: NonNegInt
     ema_momentum: float = Field(ge=0, lt=1)
     label_smoothing: float = Field(ge=0, lt=1)
+    soft_labels: bool
     patience: PosInt
     balance: Literal["class_weights", "none"]
     aug_flip: bool

@@ -7,6 +7,7 @@ Marked fer2013: CI always has the files; on a machine without them, deselect wit
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from ferops.data.augment import augment
 from ferops.data.encode import encode
 from ferops.data.ingest import ingest
 from ferops.data.preprocess import preprocess
+from ferops.data.table import ImageTable
 from ferops.data.validate import validate_table
 from ferops.errors import DataError
 from ferops.labels import CANONICAL
@@ -75,7 +77,8 @@ def test_fer2013_rows_through_every_stage(fer_dir: Path):
     np.testing.assert_array_equal(images[0], table.images[0])  # already 48x48 gray
     aug, meta = augment(images, table.meta, PARAMS.augment.replace(multiplier=2), seed=1)
     present_only = PARAMS.classes.replace(names=present, others="drop")
-    splits, weights, summary = encode(aug, meta, present_only, "balanced")
+    splits, weights, summary, targets = encode(aug, meta, present_only, "balanced")
+    assert summary["n_soft_train"] == 0                       # FER2013 has no votes
     test_in_classes = table.meta.query("split == 'test'")["label"].isin(present).sum()
     assert len(splits["train"][0]) == 2 * counts["train"]
     assert len(splits["test"][0]) == test_in_classes
@@ -108,6 +111,52 @@ def test_ferplus_majority_labels_join_on_row_position(fer_dir: Path):
         assert {"anger": "angry", "neutral": "neutral", "sadness": "sad", "fear": "fear",
                 "happiness": "happy", "surprise": "surprise", "disgust": "disgust",
                 "contempt": "contempt"}[top] == label
+
+
+def test_ferplus_votes_become_soft_targets_that_agree_with_the_majority(fer_dir: Path):
+    src = SourceConfig(name="ferplus", kind="ferplus", path="fer2013.csv",
+                       votes="fer2013new.csv")
+    table, quarantine, _, _, _ = ingest([src], PARAMS.ingest, PARAMS.faces, fer_dir)
+    # Each kept row's votes are the file's emotion counts with single votes dropped.
+    lines = (fer_dir / "fer2013new.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    names = {"neutral": "neutral", "happiness": "happy", "surprise": "surprise",
+             "sadness": "sad", "anger": "angry", "disgust": "disgust", "fear": "fear",
+             "contempt": "contempt"}
+    for origin, votes in zip(table.meta["origin"], table.meta["votes"], strict=True):
+        row = int(origin.rsplit(" ", 1)[1])           # the row's position in the file
+        counts = dict(zip(header[2:], map(int, lines[row + 1].split(",")[2:]), strict=True))
+        assert json.loads(votes) == {names[k]: v for k, v in counts.items()
+                                     if k in names and v > 1}
+    assert table.meta["votes"].map(len).gt(2).all()
+    trained = table.meta.loc[table.meta["split"] == "train", "label"]
+    ferplus = PARAMS.classes.replace(names=tuple(sorted(set(trained))), others="drop")
+    result = validate_table(table, quarantine, ferplus,
+                            PARAMS.validate.replace(min_per_class=1))
+    assert [f.name for f in result.failures(critical=True)] == []
+    images = preprocess(table, 48)
+    aug, meta = augment(images, table.meta, PARAMS.augment.replace(multiplier=2), seed=1)
+    splits, _, summary, targets = encode(aug, meta, ferplus, "none")
+    y = splits["train"][1]
+    assert summary["n_soft_train"] == len(y) == len(targets)      # augmented copies too
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+    assert (targets.argmax(axis=1) == y).all()                     # the majority stays on top
+    assert (targets.max(axis=1) < 1).mean() > 0.3                  # and most are truly soft
+
+
+def test_validate_refuses_votes_that_contradict_the_label(fer_dir: Path):
+    src = SourceConfig(name="ferplus", kind="ferplus", path="fer2013.csv",
+                       votes="fer2013new.csv")
+    table, quarantine, _, _, _ = ingest([src], PARAMS.ingest, PARAMS.faces, fer_dir)
+    bad = table.meta.copy()
+    bad.loc[bad.index[0], "votes"] = json.dumps({"happy": 1, "sad": 9}) \
+        if bad["label"].iat[0] != "sad" else json.dumps({"happy": 9, "sad": 1})
+    trained = bad.loc[bad["split"] == "train", "label"]
+    classes = PARAMS.classes.replace(names=tuple(sorted(set(trained))), others="drop")
+    result = validate_table(ImageTable(bad, table.images), quarantine, classes,
+                            PARAMS.validate.replace(min_per_class=1))
+    failed = [f.name for f in result.failures(critical=True)]
+    assert failed == ["annotator votes, where present, have the label as their single top"]
 
 
 def test_ferplus_row_count_mismatch_is_a_clear_error(fer_dir: Path, tmp_path: Path):

@@ -24,3 +24,17 @@ def test_vgg_builds_the_requested_convs_and_dropouts_per_block():
 def test_conv_counts_must_match_the_widths():
     with pytest.raises(ValueError):
         build_model("vgg", 7, 48, (8, 16), (1, 2, 3), 16, 0.0)
+
+
+def test_flops_count_convolutions_and_dense_layers_per_image():
+    import keras
+
+    from ferops.training.model import model_flops
+    inputs = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)          # 2*3*3*3*4 * 10*10
+    x = keras.layers.BatchNormalization()(x)                        # not counted
+    x = keras.layers.Conv2D(2, 1, strides=2)(x)                     # 2*1*1*4*2 * 5*5
+    x = keras.layers.Dense(5)(keras.layers.Flatten()(x))            # 2*50*5
+    assert model_flops(keras.Model(inputs, x)) == 21_600 + 400 + 500
+    vgg = build_model("vgg", 7, 48, (8, 16), 1, 16, 0.0)
+    assert model_flops(vgg) > 2 * 9 * 1 * 8 * 48 * 48                # at least its first conv

@@ -100,8 +100,10 @@ def test_encode_splits_shapes_and_summary(rng):
     meta = make_meta(["happy", "fear", "neutral", "angry", "fear", "happy", "neutral"],
                      ["train", "train", "train", "train", "val", "test", "test"])
     classes = PARAMS.classes.replace(names=("happy", "neutral", "fear"), others="drop")
-    splits, weights, summary = encode(images, meta, classes, "balanced")
+    splits, weights, summary, targets = encode(images, meta, classes, "balanced")
     x, y = splits["train"]
+    np.testing.assert_array_equal(targets, np.eye(3, dtype=np.float32)[y])  # no votes: one-hot
+    assert summary["n_soft_train"] == 0
     assert x.shape == (3, 48, 48, 1) and x.dtype == np.uint8 and y.tolist() == [0, 2, 1]
     np.testing.assert_array_equal(x[1, ..., 0], images[1])
     assert splits["test"][1].tolist() == [0, 1]
@@ -111,6 +113,25 @@ def test_encode_splits_shapes_and_summary(rng):
     no_neutral = meta.assign(label=meta["label"].replace({"neutral": "happy"}))
     with pytest.raises(DataError, match="no training images"):
         encode(images, no_neutral, classes, "balanced")
+
+
+def test_encode_turns_votes_into_soft_targets_through_merges_and_drops(rng):
+    images = np.stack([noise_image(rng) for _ in range(5)])
+    meta = make_meta(["happy", "sad", "neutral", "happy", "sad"],
+                     ["train", "train", "train", "train", "val"]).assign(votes=[
+                         '{"happy": 6, "surprise": 2, "contempt": 2}',   # contempt -> dropped
+                         '{"sad": 4, "fear": 4, "angry": 2}',  # fear merges, angry drops
+                         "",                                             # a hard label only
+                         '{"contempt": 5}',                              # nothing in the set
+                         '{"sad": 9}'])                                  # val: no target
+    classes = PARAMS.classes.replace(names=("happy", "sad", "neutral", "surprise"),
+                                     merge={"fear": "sad"}, others="drop")
+    splits, _, summary, targets = encode(images, meta, classes, "none")
+    assert splits["train"][1].tolist() == [0, 1, 2, 0]
+    np.testing.assert_allclose(targets, [[0.75, 0, 0, 0.25], [0, 1, 0, 0], [0, 0, 1, 0],
+                                         [1, 0, 0, 0]], atol=1e-6)
+    assert summary["n_soft_train"] == 3
+    assert targets.dtype == np.float32
 
 
 def test_label_map_carries_the_input_spec():

@@ -119,3 +119,18 @@ def test_the_live_domain_trains_through_the_pipeline(arrays):
     xb, _ = (t.numpy() for t in next(iter(ds)))
     assert xb.shape == x.shape and np.isfinite(xb).all()
     assert xb.min() >= 0 and xb.max() <= 255
+
+
+def test_soft_targets_replace_the_one_hot_and_weights_follow_the_hard_label(arrays):
+    x, y = arrays
+    targets = np.full((20, 4), 0.1, np.float32)
+    targets[np.arange(20), y] = 0.7
+    weights = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    ds = make_dataset(x, y, 4, 20, training=True, seed=1, augment=OnlineAugment(flip=False,
+                      rotate_deg=0, shift=0, zoom=0, erase=0), class_weights=weights,
+                      targets=targets)
+    xb, tb, wb = (t.numpy() for t in next(iter(ds)))
+    # Rows are shuffled: match each batch row back to its image.
+    order = [int(np.flatnonzero((x == xr.astype(np.uint8)).all(axis=(1, 2, 3)))[0]) for xr in xb]
+    np.testing.assert_allclose(tb, targets[order])
+    np.testing.assert_allclose(wb, weights[y[order]])

@@ -193,3 +193,20 @@ def test_best_checkpoint_survives_a_kill_and_a_resume(tmp_path: Path):
     assert resumed.epoch == 2 and keras.models.load_model(resumed.path) is not None
     resumed.clear()
     assert not list(tmp_path.iterdir())
+
+
+def test_soft_labels_train_from_the_encoded_targets_and_refuse_a_dataset_without(
+        dataset: Path, tmp_path: Path):
+    import shutil
+
+    from ferops.errors import DataError
+    from ferops.training.train import train_model
+    cfg = TrainConfig(**{**TINY.__dict__, "soft_labels": True, "epochs": 1,
+                         "mixed_precision": "off"})
+    result = train_model(dataset, cfg, 7, tmp_path / "work", list(CLASSES))
+    assert len(result.history) == 1 and np.isfinite(result.history[0]["loss"])
+    older = tmp_path / "older"
+    shutil.copytree(dataset, older)
+    (older / "t_train.npy").unlink()            # a dataset encoded before soft labels
+    with pytest.raises(DataError, match="t_train.npy not found"):
+        train_model(older, cfg, 7, tmp_path / "work2", list(CLASSES))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -118,13 +119,13 @@ def read_ferplus(path: Path, votes_path: Path, root: Path, min_share: float) -> 
         # The join is by row position: different lengths mean every later row may be shifted.
         raise DataError(f"{votes_path} has {n_votes} rows but {path} has {n_fer}: FER+ labels "
                         "join FER2013 on row position, so both must be the complete files")
-    labels = ferplus_labels(votes, min_share)
+    labels, counts = ferplus_labels(votes, min_share), ferplus_votes(votes)
     out = SourceRead(quarantine=fer.quarantine + refused)
     for image, split, origin in zip(fer.images, fer.splits, fer.origins, strict=True):
         row = int(origin.rsplit(" ", 1)[1])
         verdict = labels.get(row, "FER+ has no usable vote row for it")
         if verdict in FERPLUS_EMOTIONS.values():
-            out.add(image, verdict, split, origin)
+            out.add(image, verdict, split, origin, votes=counts[row])
         elif verdict.startswith(FERPLUS_PROTOCOL):
             out.exclude(origin, verdict)
         else:
@@ -155,6 +156,22 @@ def ferplus_labels(votes: pd.DataFrame, min_share: float) -> dict[int, str]:
             out[row] = "FER+: vote counts are not numbers"
         else:
             out[row] = _majority(np.where(c > 1, c, 0), names, min_share)
+    return out
+
+
+def ferplus_votes(votes: pd.DataFrame) -> dict[int, str]:
+    """Row position -> JSON {emotion: votes} for the rows with a majority label.
+
+    The same outlier rule as the majority (a single vote is dropped), over the eight
+    emotions only: 'unknown' and 'not a face' votes say nothing about which emotion it is.
+    The soft-label target of a face (encode) is this distribution.
+    """
+    counts = votes[list(FERPLUS_EMOTIONS)].apply(pd.to_numeric, errors="coerce").to_numpy()
+    names = list(FERPLUS_EMOTIONS.values())
+    out = {}
+    for row, c in zip(votes["_row"], counts, strict=True):
+        if not np.isnan(c).any():
+            out[row] = json.dumps({n: int(v) for n, v in zip(names, c, strict=True) if v > 1})
     return out
 
 

@@ -2,6 +2,8 @@
 
 Outputs (artifacts/dataset/):
   x_<split>.npy (N, S, S, 1) uint8 and y_<split>.npy (N,) int64 for train, val, test
+  t_train.npy (N, K) float32: soft targets of the training rows, the annotators' vote
+                      shares where the source has votes (FER+), else one-hot of y
   label_map.json      classes in id order, merges, and the input spec; travels with the model
   class_weights.json  {class: weight}, balanced on the training split
   summary.json        counts per split and class, and how many rows were dropped and why
@@ -36,6 +38,28 @@ def map_labels(labels: pd.Series, classes: ClassesConfig) -> np.ndarray:
         raise DataError(f"labels {unknown} are not in classes.names {list(classes.names)} "
                         "nor classes.merge; add a merge or set classes.others: drop")
     return mapped.astype(np.int64)
+
+
+def soft_targets(votes: pd.Series, ids: np.ndarray, classes: ClassesConfig) -> np.ndarray:
+    """(N,) vote JSON or "" and class ids -> (N, K) float32 rows that sum to 1.
+
+    Votes go through classes.merge like labels do; votes for classes the set drops
+    (classes.others: drop) are left out before normalising. A row without votes, or whose
+    votes all fall outside the set, is the one-hot of its label.
+    """
+    index = {name: i for i, name in enumerate(classes.names)}
+    out = np.zeros((len(ids), len(classes.names)), np.float32)
+    for row, (text, label_id) in enumerate(zip(votes, ids, strict=True)):
+        for label, count in (json.loads(text) if text else {}).items():
+            k = index.get(classes.merge.get(label, label), -1)
+            if k >= 0:
+                out[row, k] += count
+        total = out[row].sum()
+        if total > 0:
+            out[row] /= total
+        else:
+            out[row, label_id] = 1.0
+    return out
 
 
 def compute_class_weights(y: np.ndarray, n_classes: int, mode: str,
@@ -73,7 +97,8 @@ def build_label_map(classes: ClassesConfig, faces: FacesConfig) -> dict:
 def encode(images: np.ndarray, meta: pd.DataFrame, classes: ClassesConfig, weights_mode: str,
            max_weight: float | None = None
            ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, dict]:
-    """-> ({split: (x (N, S, S, 1) uint8, y (N,) int64)}, class weights (K,), summary)."""
+    """-> ({split: (x (N, S, S, 1) uint8, y (N,) int64)}, class weights (K,), summary,
+    soft targets of the train split (N_train, K) float32)."""
     ids = map_labels(meta["label"], classes)
     keep = ids >= 0
     dropped = meta.loc[~keep, "label"].value_counts()
@@ -81,6 +106,9 @@ def encode(images: np.ndarray, meta: pd.DataFrame, classes: ClassesConfig, weigh
     for split in SPLITS:
         rows = np.flatnonzero(keep & (meta["split"].to_numpy() == split))
         splits[split] = (images[rows][..., None], ids[rows])
+    train_rows = np.flatnonzero(keep & (meta["split"].to_numpy() == "train"))
+    votes = meta["votes"] if "votes" in meta else pd.Series("", index=meta.index)
+    targets = soft_targets(votes.iloc[train_rows].fillna(""), ids[train_rows], classes)
     weights = compute_class_weights(splits["train"][1], len(classes.names), weights_mode,
                                     max_weight)
     summary = {
@@ -88,13 +116,16 @@ def encode(images: np.ndarray, meta: pd.DataFrame, classes: ClassesConfig, weigh
                    for s, (_, y) in splits.items()},
         "n_augmented_train": int(meta.loc[keep, "augmented"].sum()) if "augmented" in meta else 0,
         "dropped_by_label": {str(k): int(v) for k, v in dropped.items()},
+        # Training rows whose target is a vote distribution rather than a one-hot label.
+        "n_soft_train": int((votes.iloc[train_rows].fillna("") != "").sum()),
     }
-    return splits, weights, summary
+    return splits, weights, summary, targets
 
 
 def write_dataset(out: Path, splits: dict, weights: np.ndarray, label_map: dict,
-                  summary: dict) -> None:
+                  summary: dict, targets: np.ndarray) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    save_npy_atomic(out / "t_train.npy", targets)
     for split, (x, y) in splits.items():
         for name, arr in ((f"x_{split}", x), (f"y_{split}", y)):
             save_npy_atomic(out / f"{name}.npy", arr)
@@ -114,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     def body(args) -> None:
         params = load_params(args.params)
         images, meta = load_arrays(args.src)
-        splits, weights, summary = encode(images, meta, params.classes,
-                                          params.encode.class_weights,
-                                          params.encode.max_class_weight)
+        splits, weights, summary, targets = encode(images, meta, params.classes,
+                                                   params.encode.class_weights,
+                                                   params.encode.max_class_weight)
         write_dataset(args.out, splits, weights, build_label_map(params.classes, params.faces),
-                      summary)
+                      summary, targets)
         log.info("encoded %s over %d classes -> %s",
                  ", ".join(f"{s}={len(y)}" for s, (_, y) in splits.items()),
                  len(params.classes.names), args.out)

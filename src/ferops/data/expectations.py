@@ -85,6 +85,10 @@ def _image_checks(classes: ClassesConfig, cfg: ValidateConfig) -> list[Check]:
         (E.ExpectColumnValuesToNotBeNull, "label", True, "label present", {}),
         (E.ExpectColumnValuesToBeInSet, "label", True, "label in allowed set",
          {"value_set": allowed_labels(classes)}),
+        # Soft labels (FER+ votes) must say what the label says, or training learns noise.
+        (E.ExpectColumnValuesToBeInSet, "votes_ok", True,
+         "annotator votes, where present, have the label as their single top",
+         {"value_set": [True]}),
         (E.ExpectColumnValuesToBeInSet, "split", True, f"split in {list(SPLITS)}",
          {"value_set": list(SPLITS)}),
         (E.ExpectColumnDistinctValuesToContainSet, "split", True,

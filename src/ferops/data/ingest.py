@@ -23,7 +23,7 @@ import pandas as pd
 from ferops.config import FacesConfig, IngestConfig, load_params
 from ferops.data.records import SourceRead
 from ferops.data.sources import read_source
-from ferops.data.table import ImageTable, save_table
+from ferops.data.table import META_COLUMNS, ImageTable, save_table
 from ferops.errors import DataError
 from ferops.stage import run_stage, stage_parser
 
@@ -69,7 +69,8 @@ def build_frame(read: SourceRead, source: str, cfg: IngestConfig) -> pd.DataFram
         "origin": read.origins,
         "height": [img.shape[0] for img in read.images],
         "width": [img.shape[1] for img in read.images],
-    }, columns=["sha256", "label", "split", "source", "origin", "height", "width"])
+        "votes": read.votes,
+    }, columns=list(META_COLUMNS))
 
 
 def resolve_duplicates(meta: pd.DataFrame, leakage: str, protect: tuple[str, ...] = ()
@@ -124,9 +125,7 @@ def refuse_blank(read: SourceRead, min_std: float) -> None:
         else:
             keep.append(i)
     if len(keep) < len(read.images):
-        for name in ("images", "labels", "splits", "origins"):
-            values = getattr(read, name)
-            setattr(read, name, [values[i] for i in keep])
+        read.keep_only(keep)
 
 
 class Ingested(NamedTuple):

@@ -21,12 +21,23 @@ class SourceRead:
     # so they neither need review nor count against validate's quarantine ceiling.
     excluded: list[dict[str, str]] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)          # files still being written
+    # Per image: the annotators' votes as JSON {label: count} where the source has them
+    # (FER+), else "" (the label is all there is). encode turns them into soft targets.
+    votes: list[str] = field(default_factory=list)
 
-    def add(self, image: np.ndarray, label: str, split: str | None, origin: str) -> None:
+    def add(self, image: np.ndarray, label: str, split: str | None, origin: str,
+            votes: str = "") -> None:
         self.images.append(image)
         self.labels.append(label)
         self.splits.append(split)
         self.origins.append(origin)
+        self.votes.append(votes)
+
+    def keep_only(self, indices: list[int]) -> None:
+        """Keep these accepted images (every per-image list alike), drop the rest."""
+        for name in ("images", "labels", "splits", "origins", "votes"):
+            values = getattr(self, name)
+            setattr(self, name, [values[i] for i in indices])
 
     def refuse(self, origin: str, reason: str) -> None:
         self.quarantine.append({"origin": origin, "reason": reason})

@@ -18,7 +18,8 @@ import pandas as pd
 
 from ferops.files import atomic_path, save_npy_atomic
 
-META_COLUMNS = ("sha256", "label", "split", "source", "origin", "height", "width")
+# votes: JSON {label: count} of the source's annotators (FER+), or "" where there are none.
+META_COLUMNS = ("sha256", "label", "split", "source", "origin", "height", "width", "votes")
 
 
 @dataclass
@@ -43,7 +44,8 @@ def empty_meta() -> pd.DataFrame:
 def save_table(table: ImageTable, out_dir: Path) -> None:
     """Write meta.parquet and pixels.npy (written to temp names, then renamed: no half files)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = table.meta.loc[:, list(META_COLUMNS)].reset_index(drop=True)
+    meta = table.meta if "votes" in table.meta else table.meta.assign(votes="")  # none known
+    meta = meta.loc[:, list(META_COLUMNS)].reset_index(drop=True)
     meta = meta.astype({"height": "int64", "width": "int64"})
     sizes = np.array([img.size for img in table.images], dtype=np.int64)
     meta["offset"] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)[:len(sizes)]

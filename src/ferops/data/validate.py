@@ -58,9 +58,27 @@ def compute_image_stats(table: ImageTable) -> pd.DataFrame:
     """
     meta = table.meta.reset_index(drop=True)
     frame = pd.DataFrame({c: meta[c] for c in ("origin", "label", "split", "source", "sha256")})
+    votes = meta["votes"] if "votes" in meta else pd.Series("", index=meta.index)
+    frame["votes_ok"] = [votes_agree(v, lab) for v, lab in zip(votes, meta["label"],
+                                                                 strict=True)]
     for column, values in _pixel_stats(table.images).items():
         frame[column] = values
     return frame
+
+
+def votes_agree(votes: str, label: str) -> bool:
+    """No votes, or annotator votes (JSON {label: count >= 0}) whose single top is label."""
+    if not votes:
+        return True
+    try:
+        counts = json.loads(votes)
+        values = [float(v) for v in counts.values()]
+    except (ValueError, TypeError, AttributeError):
+        return False
+    if not values or min(values) < 0 or not np.isfinite(values).all():
+        return False
+    top = max(values)
+    return top > 0 and counts.get(label) == top and values.count(top) == 1
 
 
 def _pixel_stats(images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:

@@ -91,3 +91,22 @@ def build_model(arch: str, n_classes: int, size: int, widths: tuple[int, ...], c
         raise ValueError(f"unknown architecture '{arch}' (choose from {', '.join(BUILDERS)})")
     return BUILDERS[arch](n_classes, size, tuple(widths), convs, dense, dropout,
                           spatial_dropout_from)
+
+
+def model_flops(model) -> int:
+    """Floating-point operations for one image's forward pass (a multiply-add counts 2).
+
+    Convolutions and dense layers only: batch norm, activations and pooling are a few
+    percent of a CNN's cost and depend on how the runtime fuses them.
+    """
+    flops = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            kh, kw, cin, cout = layer.kernel.shape
+            _, h, w, _ = layer.output.shape
+            flops += 2 * kh * kw * cin * cout * h * w
+        elif kind == "Dense":
+            cin, cout = layer.kernel.shape
+            flops += 2 * cin * cout
+    return int(flops)

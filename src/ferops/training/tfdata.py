@@ -174,21 +174,25 @@ def mixup_batch(x: tf.Tensor, onehot: tf.Tensor, alpha: float, seed: tf.Tensor,
 
 def make_dataset(x: np.ndarray, y: np.ndarray, n_classes: int, batch_size: int, *,
                  training: bool, seed: int, augment: OnlineAugment | None = None,
-                 class_weights: np.ndarray | None = None) -> tf.data.Dataset:
+                 class_weights: np.ndarray | None = None, targets: np.ndarray | None = None
+                 ) -> tf.data.Dataset:
     """(N, S, S, 1) uint8, (N,) int -> batches of (float pixels, one-hot[, sample weight]).
 
     Training batches are shuffled (reshuffled each epoch, seeded) and augmented; evaluation
     batches keep the array order. Pixels stay in [0, 255]: the model scales them.
+    targets (N, K), when given, replace the one-hot labels (soft labels: vote shares);
+    class weights still follow the hard label y.
     """
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if targets is None:
+        targets = np.eye(n_classes, dtype=np.float32)[y]
+    ds = tf.data.Dataset.from_tensor_slices((x, y, targets.astype(np.float32))).cache()
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=False)
     weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
 
-    def to_model(xb, yb):
+    def to_model(xb, yb, onehot):
         xf = tf.cast(xb, tf.float32)
-        onehot = tf.one_hot(yb, n_classes)
         w = tf.gather(weights, yb) if weights is not None and training else None
         if training and augment is not None:
             # A per-batch seed from a counter keeps the run reproducible.

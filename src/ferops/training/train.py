@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ferops.config import TrainConfig, load_params
+from ferops.errors import DataError
 from ferops.stage import run_stage, stage_parser
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class TrainResult:
     seconds: float
     device: str
     precision: str = "float32"  # the Keras dtype policy it trained under
+    n_train: int = 0            # training images per epoch
 
 
 def load_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -93,22 +95,36 @@ def as_float32(model, cfg: TrainConfig, n_classes: int, size: int):
     return copy
 
 
-def subsample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random subset of n rows (n <= 0 or >= len: everything), order kept."""
-    if n <= 0 or n >= len(x):
-        return x, y
-    take = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
-    return x[take], y[take]
+def subsample(n: int, seed: int, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The same seeded random n rows of each array (n <= 0 or >= len: all), order kept."""
+    if n <= 0 or n >= len(arrays[0]):
+        return arrays
+    take = np.sort(np.random.default_rng(seed).permutation(len(arrays[0]))[:n])
+    return tuple(a[take] for a in arrays)
 
 
-def run_fingerprint(cfg: TrainConfig, seed: int, x: np.ndarray, y: np.ndarray) -> str:
+def load_targets(data_dir: Path, y: np.ndarray) -> np.ndarray:
+    """The training split's soft targets (encode's t_train.npy), checked against y."""
+    path = data_dir / "t_train.npy"
+    if not path.is_file():
+        raise DataError(f"{path} not found: train.soft_labels needs the encode stage of "
+                          "this version (dvc repro encode)")
+    targets = np.load(path)
+    if targets.shape[0] != len(y):
+        raise DataError(f"{path} has {targets.shape[0]} rows for {len(y)} training labels: "
+                          "rerun the encode stage")
+    return targets
+
+
+def run_fingerprint(cfg: TrainConfig, seed: int, *arrays: np.ndarray | None) -> str:
     """Identifies (config, seed, training data): only a matching checkpoint is resumed."""
     import keras
     # The dtype policy too: a bf16 run's checkpoint must not resume on a float32 machine.
     policy = keras.mixed_precision.global_policy().name
     h = hashlib.sha256(repr((cfg.model_dump(), seed, policy)).encode())
-    h.update(np.ascontiguousarray(x).data)
-    h.update(np.ascontiguousarray(y).data)
+    for a in arrays:
+        if a is not None:
+            h.update(np.ascontiguousarray(a).data)
     return h.hexdigest()
 
 
@@ -166,7 +182,12 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
     from ferops.training.model import build_model
     from ferops.training.tfdata import OnlineAugment, make_dataset
 
-    x_train, y_train = subsample(*load_split(data_dir, "train"), cfg.max_train_images, seed)
+    x_train, y_train = load_split(data_dir, "train")
+    # Soft targets: the annotators' vote shares (FER+) in place of the one-hot label.
+    t_train = load_targets(data_dir, y_train) if cfg.soft_labels else None
+    x_train, y_train, *rest = subsample(cfg.max_train_images, seed, x_train, y_train,
+                                        *([t_train] if t_train is not None else []))
+    t_train = rest[0] if rest else None
     x_val, y_val = load_split(data_dir, "val")
     n_classes = len(class_names)
     weights = None
@@ -178,11 +199,12 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
                         blur=cfg.aug_blur, light=cfg.aug_light, noise=cfg.aug_noise,
                         jpeg=cfg.aug_jpeg)
     train_ds = make_dataset(x_train, y_train, n_classes, cfg.batch_size, training=True,
+                            targets=t_train,
                             seed=seed, augment=aug, class_weights=weights)
     val_ds = make_dataset(x_val, y_val, n_classes, cfg.batch_size, training=False, seed=seed)
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     resume_dir = work_dir / "resume"
-    fingerprint = run_fingerprint(cfg, seed, x_train, y_train)
+    fingerprint = run_fingerprint(cfg, seed, x_train, y_train, t_train)
     resumed = load_resume(resume_dir, fingerprint)
     # After a resume the best-so-far survives: a worse epoch must not replace it.
     best_cb = BestCheckpoint(work_dir, monitor="val_accuracy")
@@ -233,7 +255,13 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
     best = keras.models.load_model(best_cb.path) if saved else model
     clear_resume(resume_dir)
     best_cb.clear()  # the next run starts its own selection
-    return TrainResult(best, history, best_epoch, time.perf_counter() - start, device)
+    return TrainResult(best, history, best_epoch, time.perf_counter() - start, device,
+                       n_train=len(x_train))
+
+
+def images_per_second(result: TrainResult) -> float | None:
+    seconds = sum(h.get("epoch_seconds", 0.0) for h in result.history)
+    return round(result.n_train * len(result.history) / seconds, 1) if seconds else None
 
 
 def write_history_csv(path: Path, history: list[dict]) -> None:
@@ -253,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoints for crash-resume (kept until the run completes)")
 
     def body(args) -> None:
+        from ferops.training.model import model_flops
+
         params = load_params(args.params)
         label_map = json.loads((args.data / "label_map.json").read_text(encoding="utf-8"))
         result = train_model(args.data, params.train, params.seed, args.work,
@@ -266,7 +296,12 @@ def main(argv: list[str] | None = None) -> int:
                    if result.history else None,
                    "train_seconds": round(result.seconds, 1), "device": result.device,
                    "precision": result.precision,
-                   "parameters": int(result.model.count_params()), "history": result.history}
+                   "parameters": int(result.model.count_params()),
+                   "flops_per_image": model_flops(result.model),
+                   # Training throughput: images per second of epoch time (forward and
+                   # backward on augmented batches, plus that epoch's validation).
+                   "train_images_per_s": images_per_second(result),
+                   "history": result.history}
         (args.out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.info("best epoch %d: val accuracy %.4f (%s, %.0f s)", summary["best_epoch"],
                  summary["val_accuracy"] or 0, result.device, result.seconds)
