@@ -1,7 +1,7 @@
 """The fixed-size dataset format shared by preprocess, augment and encode.
 
 A directory with images.npy, (N, S, S) uint8, and meta.parquet, one row per image
-(sha256, label, split, source, origin[, augmented]). Written atomically.
+(sha256, label, split, source, origin, height, width, votes[, augmented]). Written atomically.
 """
 
 from __future__ import annotations
