@@ -38,3 +38,16 @@ def test_flops_count_convolutions_and_dense_layers_per_image():
     assert model_flops(keras.Model(inputs, x)) == 21_600 + 400 + 500
     vgg = build_model("vgg", 7, 48, (8, 16), 1, 16, 0.0)
     assert model_flops(vgg) > 2 * 9 * 1 * 8 * 48 * 48                # at least its first conv
+
+
+def test_the_gpu_profile_stays_under_ten_million_parameters():
+    """params.yaml promises it (and issue 19's goal is a single model of at most 10 M)."""
+    import yaml
+
+    from tests.factories import PROJECT_PARAMS
+    raw = yaml.safe_load(PROJECT_PARAMS.read_text())
+    gpu = {**raw["train_defaults"], **raw["train_profiles"]["gpu"]}
+    for n_classes in (7, 8):                                   # FER2013, FER+
+        model = build_model(gpu["arch"], n_classes, 48, tuple(gpu["widths"]), gpu["convs"],
+                            gpu["dense"], gpu["dropout"], gpu["spatial_dropout_from"])
+        assert model.count_params() <= 10_000_000
