@@ -107,8 +107,9 @@ def encode(images: np.ndarray, meta: pd.DataFrame, classes: ClassesConfig, weigh
         rows = np.flatnonzero(keep & (meta["split"].to_numpy() == split))
         splits[split] = (images[rows][..., None], ids[rows])
     train_rows = np.flatnonzero(keep & (meta["split"].to_numpy() == "train"))
-    votes = meta["votes"] if "votes" in meta else pd.Series("", index=meta.index)
-    targets = soft_targets(votes.iloc[train_rows].fillna(""), ids[train_rows], classes)
+    votes = (meta["votes"].iloc[train_rows].fillna("") if "votes" in meta
+             else pd.Series("", index=train_rows))
+    targets = soft_targets(votes, ids[train_rows], classes)
     weights = compute_class_weights(splits["train"][1], len(classes.names), weights_mode,
                                     max_weight)
     summary = {
@@ -117,7 +118,7 @@ def encode(images: np.ndarray, meta: pd.DataFrame, classes: ClassesConfig, weigh
         "n_augmented_train": int(meta.loc[keep, "augmented"].sum()) if "augmented" in meta else 0,
         "dropped_by_label": {str(k): int(v) for k, v in dropped.items()},
         # Training rows whose target is a vote distribution rather than a one-hot label.
-        "n_soft_train": int((votes.iloc[train_rows].fillna("") != "").sum()),
+        "n_soft_train": int((votes != "").sum()),
     }
     return splits, weights, summary, targets
 

@@ -30,6 +30,8 @@ class ImageTable:
     def __post_init__(self) -> None:
         if len(self.meta) != len(self.images):
             raise ValueError(f"{len(self.meta)} metadata rows for {len(self.images)} images")
+        if "votes" not in self.meta:   # a table built without them: no votes known
+            self.meta = self.meta.assign(votes="")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -44,8 +46,7 @@ def empty_meta() -> pd.DataFrame:
 def save_table(table: ImageTable, out_dir: Path) -> None:
     """Write meta.parquet and pixels.npy (written to temp names, then renamed: no half files)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = table.meta if "votes" in table.meta else table.meta.assign(votes="")  # none known
-    meta = meta.loc[:, list(META_COLUMNS)].reset_index(drop=True)
+    meta = table.meta.loc[:, list(META_COLUMNS)].reset_index(drop=True)
     meta = meta.astype({"height": "int64", "width": "int64"})
     sizes = np.array([img.size for img in table.images], dtype=np.int64)
     meta["offset"] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)[:len(sizes)]

@@ -58,8 +58,7 @@ def compute_image_stats(table: ImageTable) -> pd.DataFrame:
     """
     meta = table.meta.reset_index(drop=True)
     frame = pd.DataFrame({c: meta[c] for c in ("origin", "label", "split", "source", "sha256")})
-    votes = meta["votes"] if "votes" in meta else pd.Series("", index=meta.index)
-    frame["votes_ok"] = [votes_agree(v, lab) for v, lab in zip(votes, meta["label"],
+    frame["votes_ok"] = [votes_agree(v, lab) for v, lab in zip(meta["votes"], meta["label"],
                                                                  strict=True)]
     for column, values in _pixel_stats(table.images).items():
         frame[column] = values

@@ -108,11 +108,11 @@ def load_targets(data_dir: Path, y: np.ndarray) -> np.ndarray:
     path = data_dir / "t_train.npy"
     if not path.is_file():
         raise DataError(f"{path} not found: train.soft_labels needs the encode stage of "
-                          "this version (dvc repro encode)")
+                        "this version (dvc repro encode)")
     targets = np.load(path)
     if targets.shape[0] != len(y):
         raise DataError(f"{path} has {targets.shape[0]} rows for {len(y)} training labels: "
-                          "rerun the encode stage")
+                        "rerun the encode stage")
     return targets
 
 
