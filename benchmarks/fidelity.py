@@ -1,9 +1,10 @@
 """Fidelity: does the live path (photo -> detector -> crop -> model) keep the model's
 accuracy on direct crops? Detectors side by side in one run; writes JSON.
 
-    python benchmarks/fidelity.py --model /path/to/artifacts/model [--n 1000]
+    python benchmarks/fidelity.py --model /path/to/artifacts/model [--n 1000] [--split PublicTest]
 
-FER2013 PrivateTest faces (reported, never tuned on) are pasted into cluttered 640x480
+FER2013 PrivateTest faces (reported, never tuned on; --split PublicTest for the faces a
+variant may be chosen on) are pasted into cluttered 640x480
 scenes at a random position, 60-240 px, +-25 degrees, 0.5-1.3x brightness, sensor noise
 (benchmarks/scenes.py), JPEG-encoded as a client would upload them, then decoded, detected,
 cropped and classified by the code /analyze runs (ferops.faces, ferops.detection,
@@ -35,7 +36,12 @@ from ferops.recognizer import Recognizer  # noqa: E402
 
 def setups(faces_cfg) -> dict:
     blaze = faces_cfg.replace(detector="blazeface")
-    return {"haar": faces_cfg.replace(detector="haar"), "blazeface": blaze,
+    # The default until 2026-12-07: both ranges, the short-range model at its own 128 px,
+    # no alignment.
+    before = blaze.replace(blazeface=blaze.blazeface.replace(range="both", short_input_side=128),
+                           align=False)
+    return {"haar": faces_cfg.replace(detector="haar"), "blazeface_both128": before,
+            "blazeface_unaligned": blaze.replace(align=False),
             "blazeface_aligned": blaze.replace(align=True)}
 
 
@@ -57,14 +63,16 @@ def live_crops(frames, cfg) -> tuple[list[int], np.ndarray, float]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, required=True, help="a model folder (artifacts/model)")
-    ap.add_argument("--n", type=int, default=1000, help="PrivateTest faces")
+    ap.add_argument("--n", type=int, default=1000, help="faces of --split")
+    ap.add_argument("--split", choices=("PrivateTest", "PublicTest"), default="PrivateTest",
+                    help="PrivateTest reports; PublicTest is the one to choose a variant on")
     ap.add_argument("--fer", type=Path, default=SHARED_DATA / "fer2013" / "fer2013.csv.gz")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="fidelity")
     args = ap.parse_args(argv)
     params = load_params(PROJECT / "params.yaml")
     rec = Recognizer.from_model_dir(args.model, abstain_below=None)
-    faces, codes = load_fer(args.fer, "PrivateTest", args.n, args.seed)
+    faces, codes = load_fer(args.fer, args.split, args.n, args.seed)
     classes = rec.predictor.classes
     y = np.array([classes.index(FER2013_IDS[c]) for c in codes])
     direct = rec.predictor.probabilities(faces).argmax(axis=1) == y
@@ -91,7 +99,7 @@ def main(argv=None) -> int:
               f"  {r['ms_per_scene']:.1f} ms")
     print(f"direct crops: {direct.mean():.1%} of {len(y)}")
     out = write_result(args.name, {
-        "model": str(args.model), "faces": len(y), "source": "PrivateTest",
+        "model": str(args.model), "faces": len(y), "source": args.split,
         "direct_accuracy": round(float(direct.mean()), 4),
         "condition": vars(CONDITIONS["fidelity"]), "jpeg_quality": 90,
         "faces_config": params.faces.model_dump(), "setups": table})

@@ -30,6 +30,9 @@ class Condition:
 
 CONDITIONS = {
     "frontal": Condition("frontal", (100, 240)),
+    # The ceiling: upright faces as large as a webcam user's. What a detector misses here is
+    # mostly FER2013 crops that are hardly a face (cartoons, hands over the face, half faces).
+    "large": Condition("large", (200, 240)),
     "turned_30": Condition("turned_30", (100, 240), degrees=(25.0, 30.0)),
     "small_60": Condition("small_60", (56, 64)),
     "dark_noisy": Condition("dark_noisy", (100, 240), brightness=(0.25, 0.4), noise=12.0),

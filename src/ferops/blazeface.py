@@ -54,16 +54,30 @@ def model_path(variant: str) -> str:
     return path
 
 
-def anchors(v: Variant) -> np.ndarray:
-    """(N, 2) anchor centres in [0, 1], in the order of the model's outputs."""
+def anchors(v: Variant, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """(N, 2) anchor centres in [0, 1] of an input of shape (h, w) (default: the model's
+    square), in the order of the model's outputs."""
+    h, w = shape or (v.size, v.size)
     out = []
     for stride, per_cell in v.strides:
-        cells = -(-v.size // stride)
-        grid = (np.arange(cells, dtype=np.float32) + 0.5) / cells
-        yy, xx = np.meshgrid(grid, grid, indexing="ij")
+        rows, cols = -(-h // stride), -(-w // stride)
+        yy, xx = np.meshgrid((np.arange(rows, dtype=np.float32) + 0.5) / rows,
+                             (np.arange(cols, dtype=np.float32) + 0.5) / cols, indexing="ij")
         centres = np.stack([xx.ravel(), yy.ravel()], axis=1)
         out.append(np.repeat(centres, per_cell, axis=0))
     return np.concatenate(out)
+
+
+def input_shape(v: Variant, image_hw: tuple[int, int], side: int) -> tuple[int, int]:
+    """The model input (h, w) for an image: `side` on its long side, the short side rounded
+    up to the coarsest stride so an image of any aspect ratio wastes at most a stride of
+    letterbox. side == v.size keeps the model's own square input."""
+    if side == v.size:
+        return side, side
+    stride = max(s for s, _ in v.strides)
+    h, w = image_hw
+    short = min(side, max(stride, -(-round(side * min(h, w) / max(h, w)) // stride) * stride))
+    return (short, side) if w >= h else (side, short)
 
 
 @dataclass(frozen=True)
@@ -75,29 +89,50 @@ class Found:
 
 
 class BlazeFace:
+    """One detector. input_side: the model input's long side in pixels (default: the model's
+    own square). The short-range model is fully convolutional, so a larger input finds
+    smaller faces: its anchors were trained on faces of ~1/5 to 1 of the input, and a 640x480
+    webcam frame squeezed into 128x128 makes a face of 100 px only 20. The full-range model
+    cannot be resized (LiteRT refuses), so it only takes its own 192."""
+
     def __init__(self, variant: str = "short", min_score: float = 0.5, nms_iou: float = 0.3,
-                 threads: int = 1):
+                 threads: int = 1, input_side: int | None = None):
         from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 (optional runtime)
 
         self.variant = VARIANTS[variant]
+        self.side = input_side or self.variant.size
+        if variant == "full" and self.side != self.variant.size:
+            raise ValueError(f"the full-range model only takes {self.variant.size} px input")
         self.min_score = min_score
         self.nms_iou = nms_iou
         self._net = Interpreter(model_path=model_path(variant), num_threads=threads)
-        self._net.allocate_tensors()
         self._input = self._net.get_input_details()[0]["index"]
         outputs = sorted(self._net.get_output_details(), key=lambda d: d["shape"][-1])
         self._scores, self._boxes = outputs[0]["index"], outputs[1]["index"]
-        self._anchors = anchors(self.variant)
-        n = outputs[1]["shape"][1]
+        self._shape: tuple[int, int] | None = None
+        self._anchors = np.empty((0, 2), np.float32)
+
+    def _reshape(self, shape: tuple[int, int]) -> None:
+        """Size the interpreter for an (h, w) input; a no-op while the shape stays (a webcam's
+        frames all have one shape)."""
+        if shape == self._shape:
+            return
+        if shape != (self.variant.size, self.variant.size):
+            self._net.resize_tensor_input(self._input, [1, *shape, 3])
+        self._net.allocate_tensors()
+        self._anchors = anchors(self.variant, shape)
+        n = self._net.get_output_details()[0]["shape"][1]
         if len(self._anchors) != n:
             raise RuntimeError(f"{self.variant.file}: {n} outputs but {len(self._anchors)} anchors")
+        self._shape = shape
 
     def __call__(self, image: np.ndarray) -> list[Found]:
         """Faces in an (H, W) grey or (H, W, 3) BGR uint8 image, best first."""
-        size = self.variant.size
         h, w = image.shape[:2]
-        scale = size / max(h, w)
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        ih, iw = input_shape(self.variant, (h, w), self.side)
+        self._reshape((ih, iw))
+        scale = min(iw / w, ih / h)
+        nw, nh = min(iw, max(1, round(w * scale))), min(ih, max(1, round(h * scale)))
         small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1
                            else cv2.INTER_LINEAR)
         # The model was trained on RGB; a grey picture goes in all three channels (what a
@@ -106,7 +141,7 @@ class BlazeFace:
                  else np.repeat(small[:, :, None], 3, axis=2))
         # Letterbox at the top-left: the image keeps its aspect ratio, the rest stays 0 (grey
         # after normalisation), and mapping back is one division.
-        canvas = np.zeros((1, size, size, 3), np.float32)
+        canvas = np.zeros((1, ih, iw, 3), np.float32)
         canvas[0, :nh, :nw] = small.astype(np.float32) * (1 / 127.5) - 1.0
         self._net.set_tensor(self._input, canvas)
         self._net.invoke()
@@ -116,12 +151,13 @@ class BlazeFace:
             return []
         raw = self._net.get_tensor(self._boxes)[0, keep]
         scores = 1 / (1 + np.exp(-np.clip(logits[keep], -SCORE_CLIP, SCORE_CLIP)))
-        centre = self._anchors[keep]
-        # Box centre, size and keypoints are offsets in input pixels from the anchor centre.
-        pts = raw.reshape(len(keep), -1, 2) / size
+        # Box centre, size and keypoints are offsets in input pixels from the anchor centre
+        # (MediaPipe divides them by its 128 or 192 px input; a resized input keeps pixels).
+        pts = raw.reshape(len(keep), -1, 2).copy()
+        centre = self._anchors[keep] * (iw, ih)
         pts[:, 0] += centre
         pts[:, 2:] += centre[:, None, :]
-        pts *= size / scale  # normalised letterbox -> image pixels
+        pts /= scale  # input pixels -> image pixels
         cx, cy = pts[:, 0, 0], pts[:, 0, 1]
         bw, bh = pts[:, 1, 0], pts[:, 1, 1]
         boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)

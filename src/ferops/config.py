@@ -93,6 +93,8 @@ Detector = Literal["blazeface", "haar"]
 
 class BlazeFaceConfig(Section):
     range: Literal["short", "full", "both"]
+    # The short-range model's input, long side: a multiple of its coarsest stride (16).
+    short_input_side: int = Field(ge=128, le=1024, multiple_of=16)
     min_score: float = Field(gt=0, lt=1)
     nms_iou: float = Field(gt=0, lt=1)
 

@@ -33,16 +33,21 @@ def test_pasted_faces_are_where_the_scene_says():
     assert sum(i is not None for i in shifted) <= 2  # ... and match() is not fooled
 
 
-def test_detector_benchmark_ranks_blazeface_above_haar(tmp_path: Path):
+def test_detector_benchmark_ranks_the_default_above_haar_and_the_old_default(tmp_path: Path):
     bench("detectors.py", ["--n", "40", "--name", "det"], tmp_path, timeout=600)
-    table = json.loads((tmp_path / "det.json").read_text())["detectors"]
-    assert set(table) == {"haar", "blazeface_short", "blazeface_full", "blazeface_both"}
+    result = json.loads((tmp_path / "det.json").read_text())
+    table, default = result["detectors"], result["default"]
+    assert default == "blazeface_short256" and default in table
+    assert {"haar", "blazeface_short128", "blazeface_full192", "blazeface_both128"} <= set(table)
     for cond in ("frontal", "turned_30"):
-        assert table["blazeface_both"][cond]["recall"] > table["haar"][cond]["recall"]
-    assert table["blazeface_both"]["frontal"]["recall"] >= 0.8
-    assert table["blazeface_short"]["frontal"]["ms_median"] < table["haar"]["frontal"][
-        "ms_median"]
-    assert table["blazeface_both"]["turned_30"]["eye_angle_error_median_deg"] < 10
+        assert table[default][cond]["recall"] > table["haar"][cond]["recall"]
+        # Why the default changed: the short-range model on a 256 px input finds faces that
+        # both models at their own sizes miss (measured at 200 faces: 98-99 % vs 86-94 %).
+        assert table[default][cond]["recall"] >= table["blazeface_both128"][cond]["recall"]
+    assert table[default]["frontal"]["recall"] >= 0.9
+    assert table[default]["small_60"]["recall"] > table["blazeface_short128"]["small_60"]["recall"]
+    assert table[default]["frontal"]["ms_median"] < table["haar"]["frontal"]["ms_median"]
+    assert table[default]["turned_30"]["eye_angle_error_median_deg"] < 10
     assert table["haar"]["turned_30"]["eye_angle_error_median_deg"] is None  # no eye points
 
 
@@ -63,8 +68,10 @@ def test_fidelity_benchmark_scores_every_setup(tmp_path: Path, demo_model_dir: P
     result = json.loads((tmp_path / "fid.json").read_text())
     assert result["source"] == "PrivateTest" and result["faces"] == 60
     setups = result["setups"]
-    assert set(setups) == {"haar", "blazeface", "blazeface_aligned"}
-    assert setups["blazeface"]["recall"] > setups["haar"]["recall"]
+    assert set(setups) == {"haar", "blazeface_both128", "blazeface_unaligned",
+                           "blazeface_aligned"}
+    assert setups["blazeface_aligned"]["recall"] > setups["haar"]["recall"]
+    assert setups["blazeface_aligned"]["recall"] >= setups["blazeface_both128"]["recall"]
     for r in setups.values():
         assert r["accuracy_end_to_end"] <= r["recall"] + 1e-9
         assert 0 <= r["accuracy_on_found"] <= 1 and r["ms_per_scene"] > 0

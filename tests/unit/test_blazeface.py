@@ -1,0 +1,79 @@
+"""BlazeFace on inputs larger than the model's own: anchors, shapes, and what it buys."""
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from ferops.blazeface import VARIANTS, BlazeFace, anchors, input_shape
+from ferops.detection import find_faces
+from tests.factories import PARAMS
+
+SHORT = VARIANTS["short"]
+
+
+def astronaut() -> np.ndarray:
+    return cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2GRAY)  # 512x512, face at ~(225, 125)
+
+
+@pytest.mark.parametrize("image_hw, side, expected", [
+    ((480, 640), 256, (192, 256)),   # a 4:3 webcam frame: no letterbox at all
+    ((640, 480), 256, (256, 192)),   # portrait
+    ((720, 1280), 256, (144, 256)),  # 16:9
+    ((500, 700), 256, (192, 256)),   # 182.9 rounds up to the 16 px stride
+    ((1, 30000), 256, (16, 256)),    # a strip still gets one stride
+    ((480, 640), 128, (128, 128)),   # the model's own size keeps its square input
+])
+def test_input_shape_keeps_the_aspect_ratio_on_the_stride_grid(image_hw, side, expected):
+    assert input_shape(SHORT, image_hw, side) == expected
+
+
+def test_anchors_cover_a_non_square_input_row_by_row():
+    a = anchors(SHORT, (192, 256))
+    # stride 8: 24 x 32 cells x 2 anchors; stride 16: 12 x 16 cells x 6 anchors.
+    assert a.shape == (24 * 32 * 2 + 12 * 16 * 6, 2)
+    assert np.allclose(a[0], (0.5 / 32, 0.5 / 24)) and np.allclose(a[1], a[0])
+    assert np.allclose(a[2], (1.5 / 32, 0.5 / 24))     # next cell along x
+    assert np.allclose(a[64], (0.5 / 32, 1.5 / 24))    # next row after 32 cells x 2
+    assert np.allclose(anchors(SHORT), anchors(SHORT, (128, 128)))
+
+
+def test_the_full_range_model_refuses_another_input_size():
+    with pytest.raises(ValueError, match="only takes 192"):
+        BlazeFace("full", input_side=256)
+
+
+@pytest.mark.parametrize("side", [192, 256, 320])
+def test_a_larger_input_puts_the_box_where_the_models_own_size_does(side):
+    """The box decoding on a resized input: the same face, the same place (within a few px)."""
+    (ref,) = BlazeFace("short", 0.55)(astronaut())
+    found = BlazeFace("short", 0.55, input_side=side)(astronaut())
+    assert len(found) == 1
+    (x, y, w, h), (rx, ry, rw, rh) = found[0].box, ref.box
+    assert abs((x + w / 2) - (rx + rw / 2)) < 8 and abs((y + h / 2) - (ry + rh / 2)) < 8
+    assert abs(w - rw) < 0.15 * rw
+    eyes, ref_eyes = found[0].keypoints[:2], ref.keypoints[:2]
+    assert np.abs(eyes - ref_eyes).max() < 8
+
+
+def small_face_frame() -> tuple[np.ndarray, tuple[float, float]]:
+    """The astronaut's head, 120 px wide (the face ~55 px), in a 640x480 frame: a person ~3 m
+    from a webcam."""
+    head = astronaut()[30:250, 120:330]  # 220 x 210, the face near its centre
+    k = 120 / 210
+    small = cv2.resize(head, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640), 110, np.uint8)
+    y, x = 250, 400
+    frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+    # The face's centre in the frame: (225, 125) in the photo, through the crop and scale.
+    return frame, (x + (225 - 120) * k, y + (125 - 30) * k)
+
+
+def test_the_default_finds_a_face_the_models_own_input_misses():
+    frame, (cx, cy) = small_face_frame()
+    own = PARAMS.faces.replace(blazeface=PARAMS.faces.blazeface.replace(
+        range="short", short_input_side=128))
+    assert find_faces(frame, own) == []
+    (face,) = find_faces(frame, PARAMS.faces)
+    b = face.box
+    assert abs(b.x + b.w / 2 - cx) < 12 and abs(b.y + b.h / 2 - cy) < 12
