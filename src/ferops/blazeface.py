@@ -117,8 +117,7 @@ class BlazeFace:
         frames all have one shape)."""
         if shape == self._shape:
             return
-        if shape != (self.variant.size, self.variant.size):
-            self._net.resize_tensor_input(self._input, [1, *shape, 3])
+        self._net.resize_tensor_input(self._input, [1, *shape, 3])
         self._net.allocate_tensors()
         self._anchors = anchors(self.variant, shape)
         n = self._net.get_output_details()[0]["shape"][1]
