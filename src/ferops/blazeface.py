@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -81,6 +82,16 @@ def input_shape(v: Variant, image_hw: tuple[int, int], side: int) -> tuple[int, 
 
 
 @dataclass(frozen=True)
+class _Sized:
+    """An interpreter allocated for one input shape, with that shape's anchors."""
+    interp: object
+    input: int
+    scores: int
+    boxes: int
+    anchors: np.ndarray
+
+
+@dataclass(frozen=True)
 class Found:
     """One face in image pixels: box (x, y, w, h) and the six keypoints (6, 2)."""
     box: tuple[float, float, float, float]
@@ -95,41 +106,53 @@ class BlazeFace:
     webcam frame squeezed into 128x128 makes a face of 100 px only 20. The full-range model
     cannot be resized (LiteRT refuses), so it only takes its own 192."""
 
+    # Interpreters kept per input shape. Resizing one interpreter and reallocating its
+    # tensors on every change of shape cost ~2 ms a photo when shapes alternate (/analyze with
+    # portrait, landscape and square photos); a webcam uses one shape, photos a handful.
+    SHAPES_KEPT = 4
+
     def __init__(self, variant: str = "short", min_score: float = 0.5, nms_iou: float = 0.3,
                  threads: int = 1, input_side: int | None = None):
         from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 (optional runtime)
 
+        self._interpreter = Interpreter  # imported here: a missing runtime fails at start
         self.variant = VARIANTS[variant]
         self.side = input_side or self.variant.size
         if variant == "full" and self.side != self.variant.size:
             raise ValueError(f"the full-range model only takes {self.variant.size} px input")
         self.min_score = min_score
         self.nms_iou = nms_iou
-        self._net = Interpreter(model_path=model_path(variant), num_threads=threads)
-        self._input = self._net.get_input_details()[0]["index"]
-        outputs = sorted(self._net.get_output_details(), key=lambda d: d["shape"][-1])
-        self._scores, self._boxes = outputs[0]["index"], outputs[1]["index"]
-        self._shape: tuple[int, int] | None = None
-        self._anchors = np.empty((0, 2), np.float32)
+        self._path = model_path(variant)
+        self._threads = threads
+        self._nets: OrderedDict[tuple[int, int], _Sized] = OrderedDict()
+        self._sized(input_shape(self.variant, (480, 640), self.side))  # a webcam's, and a check
 
-    def _reshape(self, shape: tuple[int, int]) -> None:
-        """Size the interpreter for an (h, w) input; a no-op while the shape stays (a webcam's
-        frames all have one shape)."""
-        if shape == self._shape:
-            return
-        self._net.resize_tensor_input(self._input, [1, *shape, 3])
-        self._net.allocate_tensors()
-        self._anchors = anchors(self.variant, shape)
-        n = self._net.get_output_details()[0]["shape"][1]
-        if len(self._anchors) != n:
-            raise RuntimeError(f"{self.variant.file}: {n} outputs but {len(self._anchors)} anchors")
-        self._shape = shape
+    def _sized(self, shape: tuple[int, int]) -> _Sized:
+        """The interpreter for an (h, w) input, most recently used last."""
+        net = self._nets.get(shape)
+        if net is not None:
+            self._nets.move_to_end(shape)
+            return net
+        interp = self._interpreter(model_path=self._path, num_threads=self._threads)
+        index = interp.get_input_details()[0]["index"]
+        interp.resize_tensor_input(index, [1, *shape, 3])
+        interp.allocate_tensors()
+        outputs = sorted(interp.get_output_details(), key=lambda d: d["shape"][-1])
+        net = _Sized(interp, index, outputs[0]["index"], outputs[1]["index"],
+                     anchors(self.variant, shape))
+        n = outputs[0]["shape"][1]
+        if len(net.anchors) != n:
+            raise RuntimeError(f"{self.variant.file}: {n} outputs but {len(net.anchors)} anchors")
+        self._nets[shape] = net
+        if len(self._nets) > self.SHAPES_KEPT:
+            self._nets.popitem(last=False)
+        return net
 
     def __call__(self, image: np.ndarray) -> list[Found]:
         """Faces in an (H, W) grey or (H, W, 3) BGR uint8 image, best first."""
         h, w = image.shape[:2]
         ih, iw = input_shape(self.variant, (h, w), self.side)
-        self._reshape((ih, iw))
+        net = self._sized((ih, iw))
         scale = min(iw / w, ih / h)
         nw, nh = min(iw, max(1, round(w * scale))), min(ih, max(1, round(h * scale)))
         small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1
@@ -142,18 +165,18 @@ class BlazeFace:
         # after normalisation), and mapping back is one division.
         canvas = np.zeros((1, ih, iw, 3), np.float32)
         canvas[0, :nh, :nw] = small.astype(np.float32) * (1 / 127.5) - 1.0
-        self._net.set_tensor(self._input, canvas)
-        self._net.invoke()
-        logits = self._net.get_tensor(self._scores)[0, :, 0]
+        net.interp.set_tensor(net.input, canvas)
+        net.interp.invoke()
+        logits = net.interp.get_tensor(net.scores)[0, :, 0]
         keep = np.flatnonzero(logits > _logit(self.min_score))
         if keep.size == 0:
             return []
-        raw = self._net.get_tensor(self._boxes)[0, keep]
+        raw = net.interp.get_tensor(net.boxes)[0, keep]
         scores = 1 / (1 + np.exp(-np.clip(logits[keep], -SCORE_CLIP, SCORE_CLIP)))
         # Box centre, size and keypoints are offsets in input pixels from the anchor centre
         # (MediaPipe divides them by its 128 or 192 px input; a resized input keeps pixels).
         pts = raw.reshape(len(keep), -1, 2).copy()
-        centre = self._anchors[keep] * (iw, ih)
+        centre = net.anchors[keep] * (iw, ih)
         pts[:, 0] += centre
         pts[:, 2:] += centre[:, None, :]
         pts /= scale  # input pixels -> image pixels

@@ -77,3 +77,27 @@ def test_the_default_finds_a_face_the_models_own_input_misses():
     (face,) = find_faces(frame, PARAMS.faces)
     b = face.box
     assert abs(b.x + b.w / 2 - cx) < 12 and abs(b.y + b.h / 2 - cy) < 12
+
+
+def test_photos_of_alternating_shapes_reuse_one_interpreter_per_shape():
+    """/analyze gets landscape, portrait and square photos in any order: each shape keeps its
+    own allocated interpreter (at most SHAPES_KEPT), and an answer never depends on what
+    shape came before."""
+    face = astronaut()
+    photos = [cv2.copyMakeBorder(face, 0, 0, 128, 128, cv2.BORDER_REPLICATE),   # landscape
+              cv2.copyMakeBorder(face, 128, 128, 0, 0, cv2.BORDER_REPLICATE),   # portrait
+              face]                                                             # square
+    alone = [BlazeFace("short", 0.55, input_side=256)(p) for p in photos]
+    det = BlazeFace("short", 0.55, input_side=256)
+    first = None
+    for _ in range(2):
+        for photo, want in zip(photos, alone, strict=True):
+            got = det(photo)
+            assert [f.box for f in got] == [f.box for f in want] and got
+        first = first or {shape: id(net) for shape, net in det._nets.items()}
+    # The second round built nothing new.
+    assert {shape: id(net) for shape, net in det._nets.items()} == first
+    assert len({id(n.interp) for n in det._nets.values()}) == len(det._nets) <= det.SHAPES_KEPT
+    for extra in range(det.SHAPES_KEPT + 2):  # more shapes than kept: the oldest go
+        det(np.zeros((100 + 40 * extra, 300), np.uint8))
+    assert len(det._nets) == det.SHAPES_KEPT
