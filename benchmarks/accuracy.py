@@ -150,6 +150,9 @@ def run(args: argparse.Namespace, overrides: dict, clone: Path) -> int:
         "test_accuracy": report["test"]["accuracy"], "test_macro_f1": report["test"]["macro_f1"],
         "test_per_class_recall": {c: v["recall"] for c, v in report["test"]["per_class"].items()},
         "test_tta_flip_accuracy": report.get("test_tta_flip", {}).get("accuracy"),
+        # A flip-averaged model (train.flip_average) is scored as served; its one network:
+        "test_single_pass_accuracy": report.get("test_single_pass", {}).get("accuracy"),
+        "flip_average": train.get("flip_average", False),
         "val_accuracy": report["val"]["accuracy"], "test_n": report["test"]["n"],
         "wall_seconds": round(wall, 1), "train_seconds": train["train_seconds"],
         "epochs_run": train["epochs_run"], "best_epoch": train["best_epoch"],

@@ -11,7 +11,7 @@ from typing import Any
 from pipelines.newdata import DropSnapshot
 
 METRIC_ROWS = ("accuracy", "macro_f1", "ece", "ece_calibrated", "n")
-METRIC_SPLITS = ("val", "test", "test_tta_flip")
+METRIC_SPLITS = ("val", "test", "test_single_pass", "test_tta_flip")
 
 
 @dataclass

@@ -228,6 +228,7 @@ class TrainConfig(Section):
     ema_momentum: float = Field(ge=0, lt=1)
     label_smoothing: float = Field(ge=0, lt=1)
     soft_labels: bool
+    flip_average: bool
     patience: PosInt
     balance: Literal["class_weights", "none"]
     aug_flip: bool

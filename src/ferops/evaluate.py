@@ -1,8 +1,11 @@
 """Stage 7, evaluate: accuracy, macro-F1, per-class scores, confusion matrix, calibration.
 
 Every evaluation split the data has (val = FER2013 PublicTest, test = PrivateTest) is scored.
-Temperature scaling is fitted on val only. Flip test-time augmentation is optional and always
-reported under its own name (`test_tta_flip`), never mixed into the plain figures.
+Temperature scaling is fitted on val only. A model that averages itself with the mirror image
+(train.flip_average, the default) is scored as it is served; its single network is also scored
+on test, as `test_single_pass`, to compare with models without it. For those, flip test-time
+augmentation is optional and reported under its own name (`test_tta_flip`), never mixed into
+the plain figures.
 
     python -m ferops.evaluate [--model artifacts/model] [--data artifacts/dataset]
 """
@@ -25,7 +28,10 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_model(model, data_dir: Path, classes: list[str], flip_tta: bool) -> dict:
-    """{split: report} for val and test (and test_tta_flip), with a val-fitted temperature."""
+    """{split: report} for val and test (and test_single_pass or test_tta_flip), with a
+    val-fitted temperature."""
+    from ferops.training.model import single_pass
+
     x_val, y_val = np.load(data_dir / "x_val.npy"), np.load(data_dir / "y_val.npy")
     val_logits = predict_logits(model, x_val)
     temperature = fit_temperature(val_logits, y_val) if len(y_val) else 1.0
@@ -34,7 +40,12 @@ def evaluate_model(model, data_dir: Path, classes: list[str], flip_tta: bool) ->
     x_test, y_test = np.load(data_dir / "x_test.npy"), np.load(data_dir / "y_test.npy")
     results["test"] = classification_report(predict_logits(model, x_test), y_test, classes,
                                             temperature)
-    if flip_tta:
+    network = single_pass(model)
+    if network is not model:
+        # Same temperature: it shows what the averaging adds, not a recalibrated model.
+        results["test_single_pass"] = classification_report(
+            predict_logits(network, x_test), y_test, classes, temperature)
+    elif flip_tta:
         results["test_tta_flip"] = classification_report(
             predict_logits(model, x_test, flip_tta=True), y_test, classes, temperature)
     return results
@@ -43,7 +54,7 @@ def evaluate_model(model, data_dir: Path, classes: list[str], flip_tta: bool) ->
 def flat_metrics(results: dict) -> dict:
     """The headline numbers for `dvc metrics show` (one level, no per-class detail)."""
     out = {"temperature": round(results["temperature"], 4)}
-    for split in ("val", "test", "test_tta_flip"):
+    for split in ("val", "test", "test_single_pass", "test_tta_flip"):
         if split in results:
             r = results[split]
             for key in ("accuracy", "macro_f1", "ece", "ece_calibrated", "n"):

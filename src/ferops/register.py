@@ -41,7 +41,8 @@ def model_card(params: Params, train: dict, metrics: dict, label_map: dict, tags
 - input: {label_map["input"]["height"]}x{label_map["input"]["width"]} grayscale uint8, \
 scaled inside the model; faces cropped by {label_map["faces"]["detector"]}
 - architecture: {params.train.arch} {list(params.train.widths)}, \
-{train.get("parameters", "?")} parameters, profile `{params.train.profile}`
+{train.get("parameters", "?")} parameters, profile `{params.train.profile}`{
+"; averages each face with its mirror image (two passes)" if train.get("flip_average") else ""}
 - trained on: {train.get("device")} ({train.get("precision", "float32")}; the model is \
 float32), {train.get("train_seconds")} s, best epoch \
 {train.get("best_epoch")} of {train.get("epochs_run")} (selected on val)

@@ -91,7 +91,7 @@ def test_retrain_versions_data_registers_promotes_and_reports(clone: Path, store
 
     text = latest_artifact("ferops-retrain")
     for part in ("# ferops retraining: new model version 1", "| happy | 5 |", "| sad | 3 |",
-                 "dvc push: pushed", "| accuracy |", "test_tta_flip", "**promoted**",
+                 "dvc push: pushed", "| accuracy |", "test_single_pass", "**promoted**",
                  "Reason: first model", "actual \\ predicted", "Service reload: WARNING"):
         assert part in text, part
 

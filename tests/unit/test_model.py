@@ -51,3 +51,27 @@ def test_the_gpu_profile_stays_under_ten_million_parameters():
         model = build_model(gpu["arch"], n_classes, 48, tuple(gpu["widths"]), gpu["convs"],
                             gpu["dense"], gpu["dropout"], gpu["spatial_dropout_from"])
         assert model.count_params() <= 10_000_000
+
+
+def test_the_flip_averaged_model_is_the_mean_of_a_face_and_its_mirror(tmp_path):
+    """What is saved and served: exactly (f(x) + f(flip x)) / 2, after a save and a load
+    with no custom objects, with the same parameters and twice the FLOPs."""
+    import keras
+    import numpy as np
+
+    from ferops.training.model import model_flops, single_pass, with_flip_average
+    net = build_model("vgg", 7, 48, (8, 16), 1, 16, 0.0)
+    x = np.random.default_rng(0).integers(0, 256, (6, 48, 48, 1), dtype=np.uint8)
+    averaged = with_flip_average(net)
+    averaged.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    expected = (net.predict(x, verbose=0) + net.predict(x[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    # An asymmetric face gets a different answer from the single pass: the flip is real.
+    assert not np.allclose(net.predict(x, verbose=0), expected, atol=1e-4)
+    inner = single_pass(loaded)
+    np.testing.assert_allclose(inner.predict(x, verbose=0), net.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    assert single_pass(net) is net
+    assert loaded.count_params() == net.count_params()
+    assert model_flops(loaded) == 2 * model_flops(net)

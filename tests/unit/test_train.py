@@ -28,18 +28,23 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("ema, mixup", [(0.0, 0.0), (0.8, 0.0), (0.8, 0.3)])
 def test_the_selected_model_scores_what_its_epoch_logged(dataset: Path, tmp_path: Path, ema,
                                                          mixup):
+    from ferops.training.model import single_pass
     from ferops.training.train import load_split, train_model
     # float32: the logged figure must be reproduced exactly (bf16 would agree only closely).
     cfg = TrainConfig(**{**TINY.__dict__, "ema_momentum": ema, "aug_mixup": mixup,
                          "mixed_precision": "off"})
     result = train_model(dataset, cfg, 7, tmp_path / "work", list(CLASSES))
     x, y = load_split(dataset, "val")
-    predicted = np.argmax(result.model.predict(x, verbose=0), axis=1)
+    # Epochs are selected on one pass; the returned model averages that network with the
+    # mirror image (train.flip_average).
+    network = single_pass(result.model)
+    assert network is not result.model
+    predicted = np.argmax(network.predict(x, verbose=0), axis=1)
     logged = result.history[result.best_epoch]["val_accuracy"]
     # With EMA on, a checkpoint of the raw weights (the wrong callback order) would score
     # differently from the averaged weights that were validated.
     assert np.mean(predicted == y) == pytest.approx(logged, abs=1e-6)
-    assert result.model.optimizer.use_ema is (ema > 0)
+    assert network.optimizer.use_ema is (ema > 0)
 
 
 def test_a_resume_checkpoint_keeps_the_weight_averages(dataset: Path, tmp_path: Path):
@@ -79,8 +84,12 @@ def test_mixed_precision_trains_and_returns_a_float32_model(dataset: Path, tmp_p
     assert result.precision == "mixed_bfloat16"  # no GPU here: the CPU's mixed type
     assert all(np.isfinite(h["loss"]) for h in result.history)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
-    # What is saved and served computes in float32 on any machine ...
-    assert {layer.dtype_policy.name for layer in result.model.layers} == {"float32"}
+    # What is saved and served computes in float32 on any machine (the network inside the
+    # flip average too) ...
+    from ferops.training.model import single_pass
+    assert cfg.flip_average and single_pass(result.model) is not result.model
+    for model in (result.model, single_pass(result.model)):
+        assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     # ... and the process-global policy is back to what it was for the next run.
     assert keras.mixed_precision.global_policy().name == "float32"
 

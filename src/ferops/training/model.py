@@ -83,6 +83,29 @@ def build_resnet(n_classes: int, size: int, widths: tuple[int, ...], convs, dens
 
 BUILDERS = {"vgg": build_vgg, "resnet": build_resnet}
 
+FLIP_AVERAGE = "flip_average"
+
+
+def with_flip_average(model: keras.Model) -> keras.Model:
+    """The network averaged with itself on the mirror image: logits (f(x) + f(flip x)) / 2.
+
+    Faces are near-symmetric and training flips them, so two looks at one face disagree on
+    their errors; averaging them is what the saved model does, so evaluate, the service, the
+    camera and `ferops analyze` all get it without a flag of their own. Built from Keras ops
+    only (no custom layer): the file loads anywhere Keras does. It costs a second forward pass.
+    """
+    inputs = keras.Input(model.input_shape[1:], name="pixels")
+    mirrored = keras.ops.flip(inputs, axis=2)  # (N, H, W, C): axis 2 is the width
+    logits = layers.Average(name=FLIP_AVERAGE)([model(inputs), model(mirrored)])
+    return keras.Model(inputs, logits, name=f"{model.name}_{FLIP_AVERAGE}")
+
+
+def single_pass(model: keras.Model) -> keras.Model:
+    """The network inside a with_flip_average model; any other model is returned as it is."""
+    if not any(layer.name == FLIP_AVERAGE for layer in model.layers):
+        return model
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
 
 def build_model(arch: str, n_classes: int, size: int, widths: tuple[int, ...], convs,
                 dense: int, dropout: float, spatial_dropout_from: int = 0) -> keras.Model:
@@ -97,8 +120,11 @@ def model_flops(model) -> int:
     """Floating-point operations for one image's forward pass (a multiply-add counts 2).
 
     Convolutions and dense layers only: batch norm, activations and pooling are a few
-    percent of a CNN's cost and depend on how the runtime fuses them.
+    percent of a CNN's cost and depend on how the runtime fuses them. A flip-averaged model
+    runs its network twice.
     """
+    if single_pass(model) is not model:
+        return 2 * model_flops(single_pass(model))
     flops = 0
     for layer in model.layers:
         kind = type(layer).__name__

@@ -150,7 +150,8 @@ def train_model(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path,
                 class_names: list[str]) -> TrainResult:
     """Train on train, select the epoch with the best val accuracy; resume if work_dir has state.
 
-    The returned model is float32 whatever precision it trained in."""
+    The returned model is float32 whatever precision it trained in, and averages its
+    network with the mirror image when cfg.flip_average (epochs are selected on one pass)."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -164,8 +165,11 @@ def train_model(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path,
     finally:
         keras.mixed_precision.set_global_policy(previous)
     n_classes, size = len(class_names), result.model.input_shape[1]
-    return dataclasses.replace(result, model=as_float32(result.model, cfg, n_classes, size),
-                               precision=policy)
+    model = as_float32(result.model, cfg, n_classes, size)
+    if cfg.flip_average:
+        from ferops.training.model import with_flip_average
+        model = with_flip_average(model)
+    return dataclasses.replace(result, model=model, precision=policy)
 
 
 def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_names: list[str],
@@ -296,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                    if result.history else None,
                    "train_seconds": round(result.seconds, 1), "device": result.device,
                    "precision": result.precision,
+                   "flip_average": params.train.flip_average,
                    "parameters": int(result.model.count_params()),
                    "flops_per_image": model_flops(result.model),
                    # Training throughput: images per second of epoch time (forward and
