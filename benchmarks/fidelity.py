@@ -35,14 +35,18 @@ from ferops.recognizer import Recognizer  # noqa: E402
 
 
 def setups(faces_cfg) -> dict:
-    blaze = faces_cfg.replace(detector="blazeface")
+    blaze = faces_cfg.replace(detector="blazeface",
+                              blazeface=faces_cfg.blazeface.replace(retry_input_side=0))
     # The default until 2026-12-07: both ranges, the short-range model at its own 128 px,
     # no alignment.
     before = blaze.replace(blazeface=blaze.blazeface.replace(range="both", short_input_side=128),
                            align=False)
+    # A second look at 448 px where 256 px found nothing (the small faces).
+    retry = blaze.replace(align=True, blazeface=blaze.blazeface.replace(retry_input_side=448))
     return {"haar": faces_cfg.replace(detector="haar"), "blazeface_both128": before,
             "blazeface_unaligned": blaze.replace(align=False),
-            "blazeface_aligned": blaze.replace(align=True)}
+            "blazeface_aligned": blaze.replace(align=True),
+            "blazeface_aligned_retry448": retry}
 
 
 def live_crops(frames, cfg) -> tuple[list[int], np.ndarray, float]:

@@ -95,8 +95,22 @@ class BlazeFaceConfig(Section):
     range: Literal["short", "full", "both"]
     # The short-range model's input, long side: a multiple of its coarsest stride (16).
     short_input_side: int = Field(ge=128, le=1024, multiple_of=16)
+    # When the short-range model finds no face, it looks again on this larger input (0: no
+    # second look): small faces cost time only in frames where nothing was found.
+    retry_input_side: int = Field(ge=0, le=1024, multiple_of=16)
+    retry_min_score: float = Field(gt=0, lt=1)  # that second look's detection confidence
     min_score: float = Field(gt=0, lt=1)
     nms_iou: float = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _retry_is_larger(self):
+        if self.retry_input_side and self.retry_input_side <= self.short_input_side:
+            raise ValueError(f"retry_input_side ({self.retry_input_side}) must be 0 or larger "
+                             f"than short_input_side ({self.short_input_side})")
+        if self.retry_input_side and self.range != "short":
+            raise ValueError("retry_input_side needs range: short (the full-range model "
+                             "takes only its own 192 px input)")
+        return self
 
 
 class HaarConfig(Section):

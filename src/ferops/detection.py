@@ -56,11 +56,16 @@ class BlazeFaceDetector:
                                 input_side=c.short_input_side if r == "short" else None)
                       for r in ranges]
         self._iou = c.nms_iou
+        self._retry = (BlazeFace("short", c.retry_min_score, c.nms_iou,
+                                 input_side=c.retry_input_side)
+                       if c.retry_input_side else None)
 
     def __call__(self, image: np.ndarray, min_side: int) -> list[Detection]:
         found = [f for net in self._nets for f in net(image)]
         if len(self._nets) > 1:
             found = suppress(found, self._iou)
+        if not found and self._retry is not None:
+            found = self._retry(image)
         out = []
         for f in found:
             x, y, w, h = f.box

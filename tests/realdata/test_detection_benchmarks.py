@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmarks.detectors import NON_FACE_PHOTOS
 from benchmarks.scenes import CONDITIONS, load_fer, match, scenes
 
 from ferops.detection import find_faces
@@ -49,6 +50,15 @@ def test_detector_benchmark_ranks_the_default_above_haar_and_the_old_default(tmp
     assert table[default]["frontal"]["ms_median"] < table["haar"]["frontal"]["ms_median"]
     assert table[default]["turned_30"]["eye_angle_error_median_deg"] < 10
     assert table["haar"]["turned_30"]["eye_angle_error_median_deg"] is None  # no eye points
+    # A second look where the first found nothing can only add faces; the empty scenes and
+    # the non-face photos count what it adds where there is no face.
+    for retry in ("blazeface_short256_retry384", "blazeface_short256_retry448"):
+        for cond in ("small_60", "frontal"):
+            assert table[retry][cond]["recall"] >= table["blazeface_short256"][cond]["recall"]
+    for row in table.values():
+        no_face = row["no_face"]
+        assert no_face["photos"] == 18 and no_face["empty_ms_median"] > 0
+        assert set(no_face["photos_with_false_faces"]) <= set(NON_FACE_PHOTOS)
 
 
 def test_crop_geometry_matches_params(tmp_path: Path):
@@ -69,9 +79,11 @@ def test_fidelity_benchmark_scores_every_setup(tmp_path: Path, demo_model_dir: P
     assert result["source"] == "PrivateTest" and result["faces"] == 60
     setups = result["setups"]
     assert set(setups) == {"haar", "blazeface_both128", "blazeface_unaligned",
-                           "blazeface_aligned"}
+                           "blazeface_aligned", "blazeface_aligned_retry448"}
     assert setups["blazeface_aligned"]["recall"] > setups["haar"]["recall"]
     assert setups["blazeface_aligned"]["recall"] >= setups["blazeface_both128"]["recall"]
+    # The second look only adds faces where the first found none.
+    assert setups["blazeface_aligned_retry448"]["recall"] >= setups["blazeface_aligned"]["recall"]
     for r in setups.values():
         assert r["accuracy_end_to_end"] <= r["recall"] + 1e-9
         assert 0 <= r["accuracy_on_found"] <= 1 and r["ms_per_scene"] > 0

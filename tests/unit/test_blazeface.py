@@ -56,11 +56,11 @@ def test_a_larger_input_puts_the_box_where_the_models_own_size_does(side):
     assert np.abs(eyes - ref_eyes).max() < 8
 
 
-def small_face_frame() -> tuple[np.ndarray, tuple[float, float]]:
+def small_face_frame(head_px: int = 120) -> tuple[np.ndarray, tuple[float, float]]:
     """The astronaut's head, 120 px wide (the face ~55 px), in a 640x480 frame: a person ~3 m
     from a webcam."""
     head = astronaut()[30:250, 120:330]  # 220 x 210, the face near its centre
-    k = 120 / 210
+    k = head_px / 210
     small = cv2.resize(head, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
     frame = np.full((480, 640), 110, np.uint8)
     y, x = 250, 400
@@ -77,6 +77,30 @@ def test_the_default_finds_a_face_the_models_own_input_misses():
     (face,) = find_faces(frame, PARAMS.faces)
     b = face.box
     assert abs(b.x + b.w / 2 - cx) < 12 and abs(b.y + b.h / 2 - cy) < 12
+
+
+def test_a_second_look_at_a_larger_input_finds_a_face_the_first_missed(monkeypatch):
+    """retry_input_side: a ~38 px face that the 256 px input misses is found at 448 px; in a
+    frame where the first look finds a face, the second never runs."""
+    frame, (cx, cy) = small_face_frame(90)
+    first = PARAMS.faces.replace(blazeface=PARAMS.faces.blazeface.replace(
+        range="short", short_input_side=256, retry_input_side=0))
+    assert find_faces(frame, first) == []
+    retry = first.replace(blazeface=first.blazeface.replace(retry_input_side=448))
+    (face,) = find_faces(frame, retry)
+    b = face.box
+    assert abs(b.x + b.w / 2 - cx) < 10 and abs(b.y + b.h / 2 - cy) < 10 and b.w < 60
+    assert face.eyes is not None  # the second look gives eye points for alignment too
+
+    import ferops.detection as detection
+    calls = []
+    real = BlazeFace.__call__
+    monkeypatch.setattr(BlazeFace, "__call__",
+                        lambda self, image: calls.append(self.side) or real(self, image))
+    big, _ = small_face_frame(200)  # a face the first look finds
+    assert len(find_faces(big, retry)) == 1
+    assert calls == [256]
+    assert isinstance(detection.detector(retry), detection.BlazeFaceDetector)
 
 
 def test_photos_of_alternating_shapes_reuse_one_interpreter_per_shape():

@@ -37,6 +37,19 @@ def test_inconsistent_params_fail_clearly(patch, message):
         parse_params(raw)
 
 
+@pytest.mark.parametrize("blazeface, message", [
+    ({"retry_input_side": 256}, "must be 0 or larger than short_input_side"),
+    ({"retry_input_side": 200}, "multiple of 16"),
+    ({"retry_input_side": 448, "range": "both"}, "needs range: short"),
+])
+def test_the_second_look_must_be_a_larger_short_range_input(blazeface, message):
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["faces"]["blazeface"] = {**raw["faces"]["blazeface"], "short_input_side": 256,
+                                 **blazeface}
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)
+
+
 def test_missing_file(tmp_path: Path):
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "params.yaml")
