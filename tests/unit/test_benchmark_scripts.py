@@ -52,3 +52,20 @@ def test_train_precision_measures_both_policies(tmp_path: Path):
     (one,) = result["rounds"]
     assert one["float32"] > 0 and one["mixed_bfloat16"] > 0 and one["ratio"] > 0
     assert result["machine"]["cores"] >= 1
+
+
+def test_flip_average_benchmark_scores_and_times_both(tmp_path: Path, demo_model_dir: Path):
+    data = tmp_path / "dataset"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for split in ("val", "test"):
+        np.save(data / f"x_{split}.npy", rng.integers(0, 256, (20, 48, 48, 1), dtype=np.uint8))
+        np.save(data / f"y_{split}.npy", rng.integers(0, 7, 20))
+    bench("flip_average.py", ["--model", str(demo_model_dir), "--data", str(data),
+                              "--rounds", "1", "--calls", "2", "--name", "fa"], tmp_path)
+    result = json.loads((tmp_path / "fa.json").read_text())
+    assert set(result["accuracy"]) == {"single", "flip_average"}
+    for scores in result["accuracy"].values():
+        assert set(scores) == {"val", "test"} and all(0 <= v <= 1 for v in scores.values())
+    assert result["cost_ratio_one_face"] > 0 and result["cost_ratio_batch_128"] > 0
+    assert result["n_val"] == 20
