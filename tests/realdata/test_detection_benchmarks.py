@@ -38,7 +38,7 @@ def test_detector_benchmark_ranks_the_default_above_haar_and_the_old_default(tmp
     bench("detectors.py", ["--n", "40", "--name", "det"], tmp_path, timeout=600)
     result = json.loads((tmp_path / "det.json").read_text())
     table, default = result["detectors"], result["default"]
-    assert default == "blazeface_short256" and default in table
+    assert default == "blazeface_short256_retry448" and default in table
     assert {"haar", "blazeface_short128", "blazeface_full192", "blazeface_both128"} <= set(table)
     for cond in ("frontal", "turned_30"):
         assert table[default][cond]["recall"] > table["haar"][cond]["recall"]
@@ -47,6 +47,8 @@ def test_detector_benchmark_ranks_the_default_above_haar_and_the_old_default(tmp
         assert table[default][cond]["recall"] >= table["blazeface_both128"][cond]["recall"]
     assert table[default]["frontal"]["recall"] >= 0.9
     assert table[default]["small_60"]["recall"] > table["blazeface_short128"]["small_60"]["recall"]
+    # The second look finds the small faces the first misses.
+    assert table[default]["small_60"]["recall"] > table["blazeface_short256"]["small_60"]["recall"]
     assert table[default]["frontal"]["ms_median"] < table["haar"]["frontal"]["ms_median"]
     assert table[default]["turned_30"]["eye_angle_error_median_deg"] < 10
     assert table["haar"]["turned_30"]["eye_angle_error_median_deg"] is None  # no eye points
