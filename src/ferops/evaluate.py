@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def evaluate_model(model, data_dir: Path, classes: list[str], flip_tta: bool) -> dict:
     """{split: report} for val and test (and test_single_pass or test_tta_flip), with a
     val-fitted temperature."""
-    from ferops.training.model import single_pass
+    from ferops.training.model import single_pass, with_flip_average
 
     x_val, y_val = np.load(data_dir / "x_val.npy"), np.load(data_dir / "y_val.npy")
     val_logits = predict_logits(model, x_val)
@@ -47,7 +47,7 @@ def evaluate_model(model, data_dir: Path, classes: list[str], flip_tta: bool) ->
             predict_logits(network, x_test), y_test, classes, temperature)
     elif flip_tta:
         results["test_tta_flip"] = classification_report(
-            predict_logits(model, x_test, flip_tta=True), y_test, classes, temperature)
+            predict_logits(with_flip_average(model), x_test), y_test, classes, temperature)
     return results
 
 

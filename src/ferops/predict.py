@@ -10,14 +10,9 @@ import numpy as np
 from ferops.metrics import softmax
 
 
-def predict_logits(model, x: np.ndarray, batch_size: int = 256, flip_tta: bool = False
-                   ) -> np.ndarray:
-    """(N, S, S, 1) uint8 -> (N, K) float64 logits; flip_tta averages with the mirror image."""
+def predict_logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """(N, S, S, 1) uint8 -> (N, K) float64 logits."""
     logits = model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0)
-    if flip_tta:
-        mirrored = model.predict(x[:, :, ::-1].astype(np.float32), batch_size=batch_size,
-                                 verbose=0)
-        logits = (logits + mirrored) / 2.0
     return np.asarray(logits, dtype=np.float64)
 
 
