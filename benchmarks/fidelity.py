@@ -64,6 +64,31 @@ def live_crops(frames, cfg) -> tuple[list[int], np.ndarray, float]:
     return found, np.array(crops, np.uint8).reshape(-1, size, size), ms
 
 
+# Where the live path loses accuracy: the scenes split by pasted face side and by turn.
+BUCKETS = {"side": ((60, 100), (100, 160), (160, 241)), "degrees": ((0, 10), (10, 18), (18, 26))}
+
+
+def breakdown(frames, found: list[int], right: np.ndarray, direct: np.ndarray) -> dict:
+    """Per bucket of side and |rotation|: faces, recall, accuracy on the faces found and on
+    their direct crops (the gap is the live path's loss on faces it did find)."""
+    right_of = dict(zip(found, np.asarray(right, bool), strict=True))
+    table = {}
+    for key, ranges in BUCKETS.items():
+        for lo, hi in ranges:
+            members = [i for i, s in enumerate(frames)
+                       if lo <= (s.side if key == "side" else abs(s.degrees)) < hi]
+            hit = [i for i in members if i in right_of]
+            on_found = float(np.mean([right_of[i] for i in hit])) if hit else None
+            on_direct = float(direct[hit].mean()) if hit else None
+            table[f"{key} {lo}-{hi - 1 if key == 'side' else hi}"] = {
+                "faces": len(members),
+                "recall": round(len(hit) / len(members), 4) if members else None,
+                "accuracy_on_found": None if on_found is None else round(on_found, 4),
+                "direct_accuracy_on_found": None if on_direct is None else round(on_direct, 4),
+                "gap_points": None if not hit else round(100 * (on_direct - on_found), 2)}
+    return table
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, required=True, help="a model folder (artifacts/model)")
@@ -95,13 +120,21 @@ def main(argv=None) -> int:
             else None,
             "gap_points_on_found": round(100 * float(direct[found].mean() - np.mean(right)), 2)
             if n_found else None,
-            "ms_per_scene": round(ms, 2)}
+            "ms_per_scene": round(ms, 2),
+            "by_condition": breakdown(frames, found, right, direct)}
     for name, r in table.items():
         print(f"{name:18s} recall {r['recall']:.1%}  end-to-end {r['accuracy_end_to_end']:.1%}"
               f"  on found {r['accuracy_on_found']:.1%} vs direct "
               f"{r['direct_accuracy_on_found']:.1%} ({r['gap_points_on_found']:+.1f} pts)"
               f"  {r['ms_per_scene']:.1f} ms")
     print(f"direct crops: {direct.mean():.1%} of {len(y)}")
+    default = "blazeface_aligned_retry448"  # the committed faces: config
+    print(f"\n{default} by condition: faces, recall, on found vs direct (gap)")
+    for bucket, r in table[default]["by_condition"].items():
+        if r["accuracy_on_found"] is not None:
+            print(f"  {bucket:14s} {r['faces']:5d} {r['recall']:7.1%} "
+                  f"{r['accuracy_on_found']:7.1%} vs {r['direct_accuracy_on_found']:6.1%} "
+                  f"({r['gap_points']:+.1f})")
     out = write_result(args.name, {
         "model": str(args.model), "faces": len(y), "source": args.split,
         "direct_accuracy": round(float(direct.mean()), 4),

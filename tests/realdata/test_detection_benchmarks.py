@@ -89,3 +89,10 @@ def test_fidelity_benchmark_scores_every_setup(tmp_path: Path, demo_model_dir: P
     for r in setups.values():
         assert r["accuracy_end_to_end"] <= r["recall"] + 1e-9
         assert 0 <= r["accuracy_on_found"] <= 1 and r["ms_per_scene"] > 0
+        # Every scene falls in exactly one side bucket and one turn bucket.
+        by = r["by_condition"]
+        for key in ("side", "degrees"):
+            assert sum(b["faces"] for k, b in by.items() if k.startswith(key)) == 60
+        found = sum(round(b["recall"] * b["faces"]) for k, b in by.items()
+                    if k.startswith("side") and b["faces"])
+        assert found == round(r["recall"] * 60)

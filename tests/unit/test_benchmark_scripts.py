@@ -69,3 +69,35 @@ def test_flip_average_benchmark_scores_and_times_both(tmp_path: Path, demo_model
         assert set(scores) == {"val", "test"} and all(0 <= v <= 1 for v in scores.values())
     assert result["cost_ratio_one_face"] > 0 and result["cost_ratio_batch_128"] > 0
     assert result["n_val"] == 20
+
+
+def test_live_augment_benchmark_fine_tunes_each_variant_from_one_start(
+        tmp_path: Path, demo_model_dir: Path):
+    import yaml
+
+    data = tmp_path / "dataset"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 64), ("val", 20), ("test", 20)):
+        np.save(data / f"x_{split}.npy", rng.integers(0, 256, (n, 48, 48, 1), dtype=np.uint8))
+        np.save(data / f"y_{split}.npy", rng.integers(0, 7, n))
+    # The recipe the demo model was built with, so its weights fit the fine-tuned copies.
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["train"] = {"profile": "demo", "arch": "vgg", "widths": [8, 16], "convs": 1,
+                    "dense": 16, "dropout": 0.0, "batch_size": 32}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    bench("live_augment.py", ["--model", str(demo_model_dir), "--data", str(data),
+                              "--params", str(params), "--profile", "demo", "--epochs", "1",
+                              "--only", "blur,jpeg",
+                              "--n", "7", "--fer", str(tiny_fer2013(tmp_path / "f.csv.gz")),
+                              "--name", "la"], tmp_path)
+    result = json.loads((tmp_path / "la.json").read_text())
+    # The control always runs, beside the start and the variants asked for.
+    assert list(result["results"]) == ["start", "none", "blur", "jpeg"]
+    assert result["results"]["blur"]["changes"] == {"aug_blur": 0.3}
+    assert result["results"]["none"]["changes"] == {}
+    for scores in result["results"].values():
+        assert 0 <= scores["public_test_accuracy"] <= 1
+        assert 0 <= scores["private_test_accuracy"] <= 1
+    assert result["fidelity"]["faces"] == 7
