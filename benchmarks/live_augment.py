@@ -58,6 +58,17 @@ def variants(only: list[str] | None) -> dict[str, dict]:
     return table
 
 
+def paired(control: np.ndarray, variant: np.ndarray) -> dict:
+    """McNemar's exact test on the same faces: faces the variant gets right that the control
+    got wrong (gained), the reverse (lost), and the two-sided p-value of that split."""
+    from scipy.stats import binomtest
+
+    gained = int(np.sum(variant & ~control))
+    lost = int(np.sum(control & ~variant))
+    p = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
+    return {"gained": gained, "lost": lost, "p_value": round(float(p), 4)}
+
+
 def fine_tune(network, cfg, x, y, n_classes: int, seed: int, epochs: int, lr: float):
     """A copy of `network` trained `epochs` more under cfg's recipe; float32 on return."""
     import keras
@@ -109,7 +120,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="comma-separated variants (the control always runs)")
     ap.add_argument("--max-train", type=int, default=0,
                     help="train on this many images (0: all; the smoke test uses a few)")
-    ap.add_argument("--n", type=int, default=1000, help="PublicTest faces in fidelity scenes")
+    ap.add_argument("--n", type=int, default=0,
+                    help="PublicTest faces in fidelity scenes (0: all 3,589)")
+    ap.add_argument("--keep", type=Path, help="save each variant's model under this folder")
     ap.add_argument("--fer", type=Path, default=SHARED_DATA / "fer2013" / "fer2013.csv.gz")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="live-augment")
@@ -134,49 +147,68 @@ def main(argv=None) -> int:
               for s in ("val", "test")}
 
     # The live crops do not depend on the model: one detection pass serves every variant.
-    faces, codes = load_fer(args.fer, "PublicTest", args.n, args.seed)
+    faces, codes = load_fer(args.fer, "PublicTest", args.n or 10**9, args.seed)
     y_live = np.array([classes.index(FER2013_IDS[c]) for c in codes])
     frames = scenes(faces, CONDITIONS["fidelity"], args.seed + 1)
     found, crops, ms = live_crops(frames, params.faces)
 
-    def score(model) -> dict:
+    def score(model) -> tuple[dict, dict]:
+        """Figures, and each face's right/wrong (for the paired test against the control)."""
         served = with_flip_average(model) if cfg.flip_average else model
         p = Predictor(served, classes, "variant")
-        out = {f"{'public' if s == 'val' else 'private'}_test_accuracy":
-               round(float(np.mean(p.probabilities(x).argmax(axis=1) == y)), 4)
-               for s, (x, y) in splits.items()}
+        right = {s: p.probabilities(x).argmax(axis=1) == y for s, (x, y) in splits.items()}
+        out = {"public_test_accuracy": round(float(right["val"].mean()), 4),
+               "private_test_accuracy": round(float(right["test"].mean()), 4)}
+        live_e2e = np.zeros(len(frames), bool)
         if not found:  # no face detected (only in tiny smoke data): nothing to compare
-            return {**out, "fidelity_end_to_end": 0.0, "fidelity_on_found": None,
-                    "fidelity_direct_on_found": None, "fidelity_gap_points": None}
+            return ({**out, "fidelity_end_to_end": 0.0, "fidelity_on_found": None,
+                     "fidelity_direct_on_found": None, "fidelity_gap_points": None},
+                    {"public": right["val"], "fidelity": live_e2e})
         direct = p.probabilities(faces).argmax(axis=1) == y_live
         live = p.probabilities(crops).argmax(axis=1) == y_live[found]
+        live_e2e[found] = live
         out.update({
             "fidelity_end_to_end": round(float(live.sum()) / len(frames), 4),
             "fidelity_on_found": round(float(live.mean()), 4),
             "fidelity_direct_on_found": round(float(direct[found].mean()), 4),
             "fidelity_gap_points": round(100 * float(direct[found].mean() - live.mean()), 2)})
-        return out
+        return out, {"public": right["val"], "fidelity": live_e2e}
 
-    results = {"start": score(network)}
+    results, per_face = {}, {}
+    results["start"], per_face["start"] = score(network)
     print("start", results["start"], flush=True)
     for name, keys in tqdm(table.items(), desc="variants", unit="variant", disable=None):
         started = time.perf_counter()
         tuned = fine_tune(network, cfg.replace(**keys) if keys else cfg, x_train, y_train,
                           n_classes, args.seed, args.epochs, args.lr)
-        results[name] = {"changes": keys, "train_seconds": round(time.perf_counter() - started),
-                         **score(tuned)}
+        seconds = round(time.perf_counter() - started)
+        figures, per_face[name] = score(tuned)
+        results[name] = {"changes": keys, "train_seconds": seconds, **figures}
+        if args.keep:
+            folder = args.keep / name
+            folder.mkdir(parents=True, exist_ok=True)
+            (with_flip_average(tuned) if cfg.flip_average else tuned).save(
+                folder / "model.keras")
+            (folder / "label_map.json").write_text(json.dumps(label_map, indent=2) + "\n")
         print(name, results[name], flush=True)
         keras.backend.clear_session()
+    for name in results:
+        if name != "none":
+            results[name]["vs_none"] = {k: paired(per_face["none"][k], per_face[name][k])
+                                        for k in ("public", "fidelity")}
 
     control = results["none"]
-    print(f"\n{'variant':8s} {'PublicTest':>10s} {'vs none':>8s} {'live e2e':>9s} "
-          f"{'vs none':>8s} {'gap':>6s} {'PrivateTest':>11s}")
+    print(f"\n{'variant':8s} {'PublicTest':>10s} {'vs none':>8s} {'p':>6s} {'live e2e':>9s} "
+          f"{'vs none':>8s} {'p':>6s} {'gap':>6s} {'PrivateTest':>11s}")
     for name, r in results.items():
+        vs = r.get("vs_none", {})
+        p_pub, p_live = (f"{vs[k]['p_value']:6.3f}" if vs else f"{'':6s}"
+                         for k in ("public", "fidelity"))
         print(f"{name:8s} {r['public_test_accuracy']:10.1%} "
               f"{100 * (r['public_test_accuracy'] - control['public_test_accuracy']):+8.1f} "
-              f"{r['fidelity_end_to_end']:9.1%} "
+              f"{p_pub} {r['fidelity_end_to_end']:9.1%} "
               f"{100 * (r['fidelity_end_to_end'] - control['fidelity_end_to_end']):+8.1f} "
-              f"{r['fidelity_gap_points'] or float('nan'):6.1f} "
+              f"{p_live} {r['fidelity_gap_points'] or float('nan'):6.1f} "
               f"{r['private_test_accuracy']:11.1%}")
     out = write_result(args.name, {
         "model": str(args.model), "params": str(params_path), "profile": cfg.profile,

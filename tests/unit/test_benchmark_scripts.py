@@ -91,7 +91,7 @@ def test_live_augment_benchmark_fine_tunes_each_variant_from_one_start(
                               "--params", str(params), "--profile", "demo", "--epochs", "1",
                               "--only", "blur,jpeg",
                               "--n", "7", "--fer", str(tiny_fer2013(tmp_path / "f.csv.gz")),
-                              "--name", "la"], tmp_path)
+                              "--keep", str(tmp_path / "kept"), "--name", "la"], tmp_path)
     result = json.loads((tmp_path / "la.json").read_text())
     # The control always runs, beside the start and the variants asked for.
     assert list(result["results"]) == ["start", "none", "blur", "jpeg"]
@@ -101,3 +101,8 @@ def test_live_augment_benchmark_fine_tunes_each_variant_from_one_start(
         assert 0 <= scores["public_test_accuracy"] <= 1
         assert 0 <= scores["private_test_accuracy"] <= 1
     assert result["fidelity"]["faces"] == 7
+    # Each variant is compared with the control face by face, and its model kept.
+    blur = result["results"]["blur"]["vs_none"]["public"]
+    assert blur["gained"] + blur["lost"] <= 20 and 0 <= blur["p_value"] <= 1
+    assert "vs_none" not in result["results"]["none"]
+    assert (tmp_path / "kept" / "jpeg" / "model.keras").is_file()
