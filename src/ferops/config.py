@@ -101,6 +101,7 @@ class BlazeFaceConfig(Section):
     retry_min_score: float = Field(gt=0, lt=1)  # that second look's detection confidence
     min_score: float = Field(gt=0, lt=1)
     nms_iou: float = Field(gt=0, lt=1)
+    threads: int = Field(ge=1, le=64)  # LiteRT threads per detector call
 
     @model_validator(mode="after")
     def _retry_is_larger(self):
@@ -320,6 +321,7 @@ class CameraConfig(Section):
     detect_max_side: PosInt
     scale_factor: float = Field(gt=1)
     blazeface_range: Literal["short", "full", "both"]
+    detector_threads: int = Field(ge=1, le=64)
     consent_file: str
 
 

@@ -52,11 +52,11 @@ class BlazeFaceDetector:
     def __init__(self, cfg: FacesConfig):
         c = cfg.blazeface
         ranges = ("short", "full") if c.range == "both" else (c.range,)
-        self._nets = [BlazeFace(r, c.min_score, c.nms_iou,
+        self._nets = [BlazeFace(r, c.min_score, c.nms_iou, threads=c.threads,
                                 input_side=c.short_input_side if r == "short" else None)
                       for r in ranges]
         self._iou = c.nms_iou
-        self._retry = (BlazeFace("short", c.retry_min_score, c.nms_iou,
+        self._retry = (BlazeFace("short", c.retry_min_score, c.nms_iou, threads=c.threads,
                                  input_side=c.retry_input_side)
                        if c.retry_input_side else None)
 

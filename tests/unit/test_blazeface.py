@@ -125,3 +125,18 @@ def test_photos_of_alternating_shapes_reuse_one_interpreter_per_shape():
     for extra in range(det.SHAPES_KEPT + 2):  # more shapes than kept: the oldest go
         det(np.zeros((100 + 40 * extra, 300), np.uint8))
     assert len(det._nets) == det.SHAPES_KEPT
+
+
+def test_two_threads_find_the_same_face_as_one():
+    """faces.blazeface.threads changes the speed, never the answer; the camera client, one
+    stream, takes camera.detector_threads."""
+    from ferops.camera.pipeline import FaceFinder
+
+    frame = cv2.resize(astronaut(), (640, 640))
+    one = PARAMS.faces.replace(blazeface=PARAMS.faces.blazeface.replace(threads=1))
+    two = PARAMS.faces.replace(blazeface=PARAMS.faces.blazeface.replace(threads=2))
+    (a,), (b,) = find_faces(frame, one), find_faces(frame, two)
+    assert abs(a.box.x - b.box.x) <= 1 and abs(a.box.w - b.box.w) <= 1
+    assert abs(a.score - b.score) < 1e-3
+    finder = FaceFinder(PARAMS.faces, camera=PARAMS.camera)
+    assert finder.cfg.blazeface.threads == PARAMS.camera.detector_threads == 2

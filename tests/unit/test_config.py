@@ -41,6 +41,7 @@ def test_inconsistent_params_fail_clearly(patch, message):
     ({"retry_input_side": 256}, "must be 0 or larger than short_input_side"),
     ({"retry_input_side": 200}, "multiple of 16"),
     ({"retry_input_side": 448, "range": "both"}, "needs range: short"),
+    ({"threads": 0}, "threads"),
 ])
 def test_the_second_look_must_be_a_larger_short_range_input(blazeface, message):
     raw = yaml.safe_load((PROJECT / "params.yaml").read_text())

@@ -75,7 +75,8 @@ class FaceFinder:
             cfg = cfg.replace(
                 detect_max_side=camera.detect_max_side,
                 haar=cfg.haar.replace(scale_factor=camera.scale_factor),
-                blazeface=cfg.blazeface.replace(range=camera.blazeface_range))
+                blazeface=cfg.blazeface.replace(range=camera.blazeface_range,
+                                                threads=camera.detector_threads))
         self.cfg = cfg
         self.detect_every = max(1, detect_every)
         self._found: list[Detection] = []
