@@ -69,7 +69,8 @@ def paired(control: np.ndarray, variant: np.ndarray) -> dict:
     return {"gained": gained, "lost": lost, "p_value": round(float(p), 4)}
 
 
-def fine_tune(network, cfg, x, y, n_classes: int, seed: int, epochs: int, lr: float):
+def fine_tune(network, cfg, x, y, n_classes: int, seed: int, epochs: int, lr: float,
+              class_weights: np.ndarray | None = None):
     """A copy of `network` trained `epochs` more under cfg's recipe; float32 on return."""
     import keras
 
@@ -91,7 +92,7 @@ def fine_tune(network, cfg, x, y, n_classes: int, seed: int, epochs: int, lr: fl
                             mixup=cfg.aug_mixup, blur=cfg.aug_blur, light=cfg.aug_light,
                             noise=cfg.aug_noise, jpeg=cfg.aug_jpeg)
         ds = make_dataset(x, y, n_classes, cfg.batch_size, training=True, seed=seed,
-                          augment=aug)
+                          augment=aug, class_weights=class_weights)
         steps = int(np.ceil(len(x) / cfg.batch_size))
         # No warm-up: the network is trained already; a restart at lr, annealed to 0.
         model.fit(ds, epochs=epochs, verbose=2, shuffle=False,
@@ -140,6 +141,10 @@ def main(argv=None) -> int:
     classes = [str(c) for c in label_map["classes"]]
     n_classes = len(classes)
     x_train, y_train = np.load(data / "x_train.npy"), np.load(data / "y_train.npy")
+    weights = None
+    if cfg.balance == "class_weights":  # as the train stage weighs them
+        raw_weights = json.loads((data / "class_weights.json").read_text(encoding="utf-8"))
+        weights = np.array([raw_weights[c] for c in classes], dtype=np.float32)
     if 0 < args.max_train < len(x_train):
         take = np.random.default_rng(args.seed).permutation(len(x_train))[:args.max_train]
         x_train, y_train = x_train[take], y_train[take]
@@ -180,7 +185,7 @@ def main(argv=None) -> int:
     for name, keys in tqdm(table.items(), desc="variants", unit="variant", disable=None):
         started = time.perf_counter()
         tuned = fine_tune(network, cfg.replace(**keys) if keys else cfg, x_train, y_train,
-                          n_classes, args.seed, args.epochs, args.lr)
+                          n_classes, args.seed, args.epochs, args.lr, weights)
         seconds = round(time.perf_counter() - started)
         figures, per_face[name] = score(tuned)
         results[name] = {"changes": keys, "train_seconds": seconds, **figures}

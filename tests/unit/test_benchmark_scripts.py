@@ -81,6 +81,9 @@ def test_live_augment_benchmark_fine_tunes_each_variant_from_one_start(
     for split, n in (("train", 64), ("val", 20), ("test", 20)):
         np.save(data / f"x_{split}.npy", rng.integers(0, 256, (n, 48, 48, 1), dtype=np.uint8))
         np.save(data / f"y_{split}.npy", rng.integers(0, 7, n))
+    from tests.factories import PARAMS
+    (data / "class_weights.json").write_text(json.dumps(  # the demo recipe weighs classes
+        {c: 1.0 + i / 10 for i, c in enumerate(PARAMS.classes.names)}))
     # The recipe the demo model was built with, so its weights fit the fine-tuned copies.
     raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
     raw["train"] = {"profile": "demo", "arch": "vgg", "widths": [8, 16], "convs": 1,
