@@ -84,14 +84,18 @@ def test_fidelity_benchmark_scores_every_setup(tmp_path: Path, demo_model_dir: P
     assert result["source"] == "PrivateTest" and result["faces"] == 60
     setups = result["setups"]
     assert set(setups) == {"haar", "blazeface_both128", "blazeface_unaligned",
-                           "blazeface_aligned", "blazeface_aligned_retry448"}
+                           "blazeface_aligned", "blazeface_aligned_retry448", "oracle"}
+    # The exact cut-out (a perfect detector) has every face, scored against the same crops.
+    oracle = setups["oracle"]
+    assert oracle["recall"] == 1.0 and oracle["direct_accuracy_on_found"] == result[
+        "direct_accuracy"]
     assert setups["blazeface_aligned"]["recall"] > setups["haar"]["recall"]
     assert setups["blazeface_aligned"]["recall"] >= setups["blazeface_both128"]["recall"]
     # The second look only adds faces where the first found none.
     assert setups["blazeface_aligned_retry448"]["recall"] >= setups["blazeface_aligned"]["recall"]
     for r in setups.values():
         assert r["accuracy_end_to_end"] <= r["recall"] + 1e-9
-        assert 0 <= r["accuracy_on_found"] <= 1 and r["ms_per_scene"] > 0
+        assert 0 <= r["accuracy_on_found"] <= 1 and (r["ms_per_scene"] or 1) > 0
         # Every scene falls in exactly one side bucket and one turn bucket.
         by = r["by_condition"]
         for key in ("side", "degrees"):
