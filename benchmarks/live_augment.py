@@ -76,8 +76,13 @@ def fine_tune(network, cfg, x, y, n_classes: int, seed: int, epochs: int, lr: fl
 
     from ferops.training.lr import PlannedLR
     from ferops.training.model import build_model
-    from ferops.training.tfdata import OnlineAugment, make_dataset
-    from ferops.training.train import as_float32, compile_model, pick_precision
+    from ferops.training.tfdata import make_dataset
+    from ferops.training.train import (
+        as_float32,
+        compile_model,
+        online_augment,
+        pick_precision,
+    )
 
     keras.utils.set_random_seed(seed)
     previous = keras.mixed_precision.global_policy()
@@ -87,10 +92,7 @@ def fine_tune(network, cfg, x, y, n_classes: int, seed: int, epochs: int, lr: fl
                             cfg.dropout, cfg.spatial_dropout_from)
         model.set_weights(network.get_weights())
         compile_model(model, cfg)
-        aug = OnlineAugment(flip=cfg.aug_flip, rotate_deg=cfg.aug_rotate_deg,
-                            shift=cfg.aug_shift, zoom=cfg.aug_zoom, erase=cfg.aug_erase,
-                            mixup=cfg.aug_mixup, blur=cfg.aug_blur, light=cfg.aug_light,
-                            noise=cfg.aug_noise, jpeg=cfg.aug_jpeg)
+        aug = online_augment(cfg)
         ds = make_dataset(x, y, n_classes, cfg.batch_size, training=True, seed=seed,
                           augment=aug, class_weights=class_weights)
         steps = int(np.ceil(len(x) / cfg.batch_size))

@@ -128,6 +128,15 @@ def run_fingerprint(cfg: TrainConfig, seed: int, *arrays: np.ndarray | None) -> 
     return h.hexdigest()
 
 
+def online_augment(cfg: TrainConfig):
+    """The recipe's batched on-line augmentation (training and benchmarks build it alike)."""
+    from ferops.training.tfdata import OnlineAugment
+    return OnlineAugment(flip=cfg.aug_flip, rotate_deg=cfg.aug_rotate_deg, shift=cfg.aug_shift,
+                         zoom=cfg.aug_zoom, erase=cfg.aug_erase, mixup=cfg.aug_mixup,
+                         blur=cfg.aug_blur, light=cfg.aug_light, noise=cfg.aug_noise,
+                         jpeg=cfg.aug_jpeg)
+
+
 def compile_model(model, cfg: TrainConfig):
     """Optimizer, loss and metrics. The learning rate is set per batch by
     ferops.training.lr.PlannedLR (warm-up, then cosine decay); lr/10 here is only where the
@@ -184,7 +193,7 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
     )
     from ferops.training.lr import PlannedLR
     from ferops.training.model import build_model
-    from ferops.training.tfdata import OnlineAugment, make_dataset
+    from ferops.training.tfdata import make_dataset
 
     x_train, y_train = load_split(data_dir, "train")
     # Soft targets: the annotators' vote shares (FER+) in place of the one-hot label.
@@ -198,10 +207,7 @@ def _fit(data_dir: Path, cfg: TrainConfig, seed: int, work_dir: Path, class_name
     if cfg.balance == "class_weights":
         raw = json.loads((data_dir / "class_weights.json").read_text(encoding="utf-8"))
         weights = np.array([raw[c] for c in class_names], dtype=np.float32)
-    aug = OnlineAugment(flip=cfg.aug_flip, rotate_deg=cfg.aug_rotate_deg, shift=cfg.aug_shift,
-                        zoom=cfg.aug_zoom, erase=cfg.aug_erase, mixup=cfg.aug_mixup,
-                        blur=cfg.aug_blur, light=cfg.aug_light, noise=cfg.aug_noise,
-                        jpeg=cfg.aug_jpeg)
+    aug = online_augment(cfg)
     train_ds = make_dataset(x_train, y_train, n_classes, cfg.batch_size, training=True,
                             targets=t_train,
                             seed=seed, augment=aug, class_weights=weights)
